@@ -1,0 +1,131 @@
+/* config.h: the typed, validated form of tidepool's INI file (SPEC §3).
+ *
+ * config/ turns the text of a file into a `config` struct: every key of
+ * `[tidepool]` and `[pool.NAME]` with SQLAlchemy's defaults, types, ranges and
+ * enums checked. Pool keys written in `[tidepool]` are defaults for every pool.
+ * Problems are collected, not printed, each as "FILE:LINE: key: what is wrong".
+ * No I/O beyond reading the file; no libuv, no libpq. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef enum {
+    CONFIG_POOL_MODE_TRANSACTION = 0,
+    CONFIG_POOL_MODE_SESSION,
+} config_pool_mode;
+
+typedef enum {
+    CONFIG_RESET_ROLLBACK = 0,
+    CONFIG_RESET_COMMIT,
+    CONFIG_RESET_NONE, /* close the backend instead */
+} config_reset_style;
+
+typedef enum {
+    CONFIG_ISOLATION_DEFAULT = 0, /* server default: nothing is set */
+    CONFIG_ISOLATION_READ_UNCOMMITTED,
+    CONFIG_ISOLATION_READ_COMMITTED,
+    CONFIG_ISOLATION_REPEATABLE_READ,
+    CONFIG_ISOLATION_SERIALIZABLE,
+} config_isolation;
+
+typedef enum {
+    CONFIG_ECHO_OFF = 0,
+    CONFIG_ECHO_ON,
+    CONFIG_ECHO_DEBUG,
+} config_echo;
+
+typedef enum {
+    CONFIG_AUTH_SCRAM_SHA_256 = 0,
+    CONFIG_AUTH_MD5,
+    CONFIG_AUTH_PASSWORD,
+    CONFIG_AUTH_TRUST,
+    CONFIG_AUTH_PEER,
+} config_auth_type;
+
+typedef enum {
+    CONFIG_LOG_ERROR = 0,
+    CONFIG_LOG_WARN,
+    CONFIG_LOG_INFO,
+    CONFIG_LOG_DEBUG,
+} config_log_level;
+
+/* One [pool.NAME] section, defaults already applied. */
+typedef struct config_pool {
+    char *name;              /* NAME of [pool.NAME]: the dbname clients use */
+    char *url;               /* as written in the file */
+    char *conninfo;          /* url normalised for libpq: a postgresql:// URI
+                                (any "+driver" removed) or a keyword string */
+    config_pool_mode pool_mode;
+    int pool_size;           /* >= 0; 0 = no limit (as SQLAlchemy) */
+    int max_overflow;        /* >= -1; -1 = no limit */
+    double pool_timeout;     /* seconds, >= 0 */
+    double pool_recycle;     /* seconds; -1 = never, else >= 0 */
+    bool pool_pre_ping;
+    bool pool_use_lifo;
+    config_reset_style pool_reset_on_return;
+    config_isolation isolation_level;
+    bool read_only;
+    bool deferrable;
+    char *on_connect;        /* SQL run on each new backend, or NULL */
+    config_echo echo;
+    config_echo echo_pool;
+    char *pool_logging_name; /* defaults to name */
+    int line;                /* line of the [pool.NAME] header */
+} config_pool;
+
+typedef struct config {
+    char *path;                /* file name used in messages */
+    char **listen_addrs;       /* TCP addresses; "*" is kept as "*" */
+    size_t n_listen_addrs;     /* 0 = no TCP */
+    int listen_port;           /* 1..65535 */
+    char *unix_socket_dir;     /* NULL = no Unix socket */
+    int unix_socket_mode;      /* octal permissions, 0..0777 */
+    int max_client_conn;       /* >= 1 */
+    config_auth_type auth_type;
+    char *auth_file;           /* NULL = none */
+    char **admin_users;
+    size_t n_admin_users;
+    config_log_level log_level;
+    double shutdown_timeout;   /* seconds, >= 0 */
+    char *metrics_listen;      /* "HOST:PORT" or NULL */
+    config_pool *pools;
+    size_t n_pools;
+} config;
+
+/* Problems found while loading, in file order. */
+typedef struct config_errors {
+    char **items;  /* each "FILE:LINE: key: what is wrong" */
+    size_t count;
+} config_errors;
+
+/* Optional extra check of a pool's conninfo (the daemon passes one that uses
+ * libpq's parser). Returns NULL when fine, or a message it owns/static. */
+typedef const char *(*config_conninfo_check)(const char *conninfo, void *arg);
+
+/* Load and validate. On success returns 0 and *out is a new config. On
+ * failure returns -1, *out is NULL and errs lists every problem found.
+ * `display_name` is what messages use for FILE (defaults to path). */
+int config_load_file(const char *path, config **out, config_errors *errs);
+int config_load_string(const char *text, const char *display_name, config **out,
+                       config_errors *errs);
+void config_set_conninfo_check(config_conninfo_check fn, void *arg);
+
+void config_free(config *cfg);
+void config_errors_clear(config_errors *errs);
+
+/* The pool named `name`, or NULL. */
+const config_pool *config_find_pool(const config *cfg, const char *name);
+
+/* Turn a url as written into a conninfo for libpq: "postgresql+psycopg2://…"
+ * and "postgres://…" become "postgresql://…"; keyword strings are kept.
+ * Returns a malloc'd string, or NULL with *why set when it is neither. */
+char *config_normalize_url(const char *url, const char **why);
+
+/* Names for logs and SHOW CONFIG. */
+const char *config_pool_mode_to_str(config_pool_mode m);
+const char *config_reset_style_to_str(config_reset_style r);
+const char *config_isolation_to_str(config_isolation i); /* "" for DEFAULT */
+const char *config_echo_to_str(config_echo e);
+const char *config_auth_type_to_str(config_auth_type a);
+const char *config_log_level_to_str(config_log_level l);

@@ -1,0 +1,102 @@
+/* backend.h: one connection from tidepool to PostgreSQL.
+ *
+ * A backend is opened with libpq's non-blocking connect (names resolved with
+ * uv_getaddrinfo first, so nothing blocks the loop), then libpq steps aside:
+ * its bytes are relayed directly on the same socket (through libpq's SSL
+ * object when the link uses TLS), framed by the codec. It carries its own
+ * pool slot (pool_conn) and the values of the parameters it reported. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "daemon/buf.h"
+#include "daemon/params.h"
+#include "pool/pool.h"
+#include "proto/proto.h"
+
+typedef struct tp_pool tp_pool;
+typedef struct tp_client tp_client;
+typedef struct tp_backend tp_backend;
+typedef struct pg_conn PGconn;
+typedef struct pg_cancel PGcancel;
+
+typedef enum {
+    BACKEND_RESOLVING = 0, /* uv_getaddrinfo on the pool's host names */
+    BACKEND_CONNECTING,    /* PQconnectPoll driven by the uv_poll */
+    BACKEND_SETUP,         /* on_connect SQL running */
+    BACKEND_IDLE,          /* in the pool, not lent */
+    BACKEND_LINKED,        /* lent to a client; relaying */
+    BACKEND_CLOSING,       /* handles closing; freed in the last close callback */
+} backend_state;
+
+/* Called when an internal query ends: ok, or the first error's fields
+ * (borrowed for the call only; NULL fields when the link died). */
+typedef void (*backend_query_cb)(tp_backend *b, bool ok, const char *sqlstate,
+                                 const char *message);
+/* Called once when a connect attempt ends; error is NULL on success. */
+typedef void (*backend_connect_cb)(tp_backend *b, const char *error);
+
+struct tp_backend {
+    pool_conn slot;      /* pool slot; slot.data = this */
+    tp_pool *pool;
+    tp_client *client;   /* the client it is lent to (or connecting for), or NULL */
+    backend_state state;
+    bool dead;           /* the link failed; backend_died is closing it */
+    uint64_t id;         /* tidepool's number for logs */
+    int pid;             /* PostgreSQL backend pid */
+
+    PGconn *conn;        /* libpq connection (owns the socket) */
+    void *ssl;           /* OpenSSL SSL* when the link uses TLS, else NULL */
+    PGcancel *cancel;    /* for CancelRequest forwarding */
+    int fd;
+    uv_poll_t *poll;     /* watches fd; malloc'd so a new socket (multi-host
+                            connect) can get a new handle while the old closes */
+    int poll_events;     /* events currently requested */
+    int open_handles;    /* handles (poll, getaddrinfo) not yet closed */
+    bool read_paused;    /* backpressure: the client's write queue is full */
+    uv_getaddrinfo_t gai;
+    int resolve_index;   /* host being resolved */
+    char **hosts;        /* host list from the pool url (for resolution) */
+    char **hostaddrs;    /* resolved addresses, "" for Unix sockets */
+    int n_hosts;
+    backend_connect_cb on_connected;
+    char *connect_error; /* message of a failed connect (malloc'd) */
+
+    tp_buf in;           /* bytes read from the backend, not yet processed */
+    tp_buf out;          /* bytes to write to the backend */
+    size_t pass_remaining; /* bytes of the current message still to forward */
+
+    char txn_status;     /* last ReadyForQuery status: 'I', 'T' or 'E' */
+    int pending_syncs;   /* Query/Sync sent whose ReadyForQuery hasn't come */
+    bool in_copy;        /* CopyIn/CopyOut/CopyBoth in progress */
+    tp_params params;    /* parameters as this backend has them now */
+
+    backend_query_cb query_cb; /* internal query in flight (not relayed) */
+    char *query_sqlstate;      /* first error of the internal query */
+    char *query_message;
+    tp_backend *next_all, *prev_all; /* all backends of the pool */
+};
+
+/* A new, unconnected backend of pool p (its slot is what pool_checkout
+ * takes as fresh_conn). Freed by backend_close or backend_discard. */
+tp_backend *backend_alloc(tp_pool *p);
+/* Free a backend that was never started. */
+void backend_discard(tp_backend *b);
+/* Start connecting; cb runs once, possibly before this returns. */
+void backend_start(tp_backend *b, backend_connect_cb cb);
+/* Close now: sends Terminate if the link is usable, frees when handles close. */
+void backend_close(tp_backend *b, const char *why);
+/* Queue bytes to PostgreSQL; -1 when the link is dead. */
+int backend_send(tp_backend *b, const void *data, size_t len) __attribute__((warn_unused_result));
+/* Run SQL (simple Query) without relaying its results; cb runs at ReadyForQuery. */
+int backend_query(tp_backend *b, const char *sql, backend_query_cb cb)
+    __attribute__((warn_unused_result));
+/* Backpressure from the client side. */
+void backend_pause_reading(tp_backend *b);
+void backend_resume_reading(tp_backend *b);
+/* True when it may be lent or kept: idle status, nothing pending. */
+bool backend_is_clean(const tp_backend *b);
+size_t backend_out_queue(const tp_backend *b);
+const char *backend_state_to_str(backend_state s);

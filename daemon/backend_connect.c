@@ -1,0 +1,378 @@
+/* backend_connect.c: opening a backend without blocking the loop.
+ *
+ * The pool's conninfo is split by libpq's own parser. Host names are resolved
+ * with uv_getaddrinfo (on libuv's thread pool) and handed to libpq as
+ * hostaddr, so PQconnectPoll never calls the blocking resolver; Unix socket
+ * paths and numeric addresses need no resolution. PQconnectStartParams and
+ * PQconnectPoll then run the connect, TLS and authentication, driven by a
+ * uv_poll on libpq's socket (which may change between hosts of a multi-host
+ * url). Once connected, the pool's on_connect SQL runs, then the callback. */
+#include <arpa/inet.h>
+#include <libpq-fe.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/backend.h"
+#include "daemon/backend_internal.h"
+#include "daemon/log.h"
+#include "daemon/pools.h"
+#include "daemon/server.h"
+
+#define MAX_CONN_KEYWORDS 64
+
+/* Parameters PostgreSQL 15 reports with ParameterStatus (GUC_REPORT). */
+static const char *const reported_params[] = {
+    "application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
+    "in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser",
+    "server_encoding", "server_version", "session_authorization",
+    "standard_conforming_strings", "TimeZone", NULL};
+
+static uint64_t next_backend_id;
+
+tp_backend *backend_alloc(tp_pool *p)
+{
+    tp_backend *b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    b->slot.data = b;
+    b->slot.state = POOL_CONN_GONE;
+    b->pool = p;
+    b->id = ++next_backend_id;
+    b->fd = -1;
+    b->txn_status = 'I';
+    b->next_all = p->backends;
+    if (p->backends) p->backends->prev_all = b;
+    p->backends = b;
+    p->n_backends++;
+    return b;
+}
+
+static void free_hosts(tp_backend *b)
+{
+    for (int i = 0; i < b->n_hosts; i++) {
+        free(b->hosts[i]);
+        free(b->hostaddrs[i]);
+    }
+    free(b->hosts);
+    free(b->hostaddrs);
+    b->hosts = b->hostaddrs = NULL;
+    b->n_hosts = 0;
+}
+
+void backend_free_memory(tp_backend *b)
+{
+    tp_pool *p = b->pool;
+    if (b->prev_all) b->prev_all->next_all = b->next_all;
+    else if (p->backends == b) p->backends = b->next_all;
+    if (b->next_all) b->next_all->prev_all = b->prev_all;
+    p->n_backends--;
+    if (b->cancel) PQfreeCancel(b->cancel);
+    if (b->conn) PQfinish(b->conn);
+    free_hosts(b);
+    free(b->connect_error);
+    free(b->query_sqlstate);
+    free(b->query_message);
+    tp_buf_free(&b->in);
+    tp_buf_free(&b->out);
+    params_clear(&b->params);
+    free(b);
+}
+
+void backend_discard(tp_backend *b) { backend_free_memory(b); }
+
+/* End of a connect attempt: success (error NULL) or failure. */
+static void connect_done(tp_backend *b, const char *error)
+{
+    backend_connect_cb cb = b->on_connected;
+    b->on_connected = NULL;
+    if (error) {
+        free(b->connect_error);
+        b->connect_error = strdup(error);
+    }
+    if (cb) cb(b, error);
+}
+
+static void connect_failed(tp_backend *b, const char *error)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", error && *error ? error : "could not connect");
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
+    log_warn("pool %s: backend %llu connect failed: %s", b->pool->cfg.pool_logging_name,
+             (unsigned long long)b->id, msg);
+    connect_done(b, msg);
+}
+
+static void on_setup_done(tp_backend *b, bool ok, const char *sqlstate, const char *message)
+{
+    if (!ok) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "on_connect failed: %s", message ? message : "connection lost");
+        connect_failed(b, msg);
+        return;
+    }
+    connect_done(b, NULL);
+}
+
+static void on_connected(tp_backend *b)
+{
+    PQsetnonblocking(b->conn, 1);
+    b->pid = PQbackendPID(b->conn);
+    b->cancel = PQgetCancel(b->conn);
+    if (PQsslInUse(b->conn)) {
+        SSL *ssl = PQsslStruct(b->conn, "OpenSSL");
+        if (ssl) {
+            SSL_set_mode(ssl, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+            b->ssl = ssl;
+        }
+    }
+    for (int i = 0; reported_params[i]; i++) {
+        const char *v = PQparameterStatus(b->conn, reported_params[i]);
+        if (v && params_set(&b->params, reported_params[i], v) < 0) {
+            connect_failed(b, "out of memory");
+            return;
+        }
+    }
+    b->txn_status = 'I';
+    b->state = BACKEND_SETUP;
+    if (log_enabled(CONFIG_LOG_DEBUG) || b->pool->cfg.echo_pool != CONFIG_ECHO_OFF)
+        log_info("pool %s: Created new connection <backend %llu pid %d>", b->pool->cfg.pool_logging_name,
+                 (unsigned long long)b->id, b->pid);
+    backend_poll_update(b, UV_READABLE);
+    if (b->pool->cfg.on_connect) {
+        if (backend_query(b, b->pool->cfg.on_connect, on_setup_done) < 0)
+            connect_failed(b, "could not send on_connect");
+        return;
+    }
+    connect_done(b, NULL);
+}
+
+/* One step of PQconnectPoll; sets the poll to what libpq waits for. */
+static void connect_step(tp_backend *b)
+{
+    PostgresPollingStatusType st = PQconnectPoll(b->conn);
+    if (st == PGRES_POLLING_FAILED) {
+        connect_failed(b, PQerrorMessage(b->conn));
+        return;
+    }
+    int fd = PQsocket(b->conn);
+    if (fd != b->fd) {
+        /* libpq moved on to another host: watch its new socket. */
+        backend_poll_close(b);
+        b->fd = fd;
+        if (backend_poll_open(b) < 0) {
+            connect_failed(b, "could not watch the backend socket");
+            return;
+        }
+    }
+    if (st == PGRES_POLLING_OK) on_connected(b);
+    else backend_poll_update(b, st == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE);
+}
+
+void backend_on_connect_poll(tp_backend *b, int status, int events)
+{
+    connect_step(b);
+}
+
+static bool is_numeric_addr(const char *h)
+{
+    unsigned char tmp[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, h, tmp) == 1 || inet_pton(AF_INET6, h, tmp) == 1;
+}
+
+static bool needs_resolution(const char *h)
+{
+    return h[0] != '\0' && h[0] != '/' && h[0] != '@' && !is_numeric_addr(h);
+}
+
+/* Join strings with commas into a malloc'd string. */
+static char *join_hosts(char **items, int n)
+{
+    size_t len = 1;
+    for (int i = 0; i < n; i++) len += strlen(items[i]) + 1;
+    char *s = malloc(len);
+    if (!s) return NULL;
+    s[0] = '\0';
+    for (int i = 0; i < n; i++) {
+        if (i) strcat(s, ",");
+        strcat(s, items[i]);
+    }
+    return s;
+}
+
+static void start_libpq(tp_backend *b)
+{
+    tp_pool *p = b->pool;
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(p->cfg.conninfo, &err);
+    if (!opts) {
+        connect_failed(b, err ? err : "invalid url");
+        PQfreemem(err);
+        return;
+    }
+    const char *kw[MAX_CONN_KEYWORDS + 1];
+    const char *val[MAX_CONN_KEYWORDS + 1];
+    int n = 0;
+    char *options = NULL, *hostaddr = NULL;
+    bool have_fallback = false;
+    for (PQconninfoOption *o = opts; o->keyword && n < MAX_CONN_KEYWORDS - 3; o++) {
+        if (!o->val) continue;
+        if (strcmp(o->keyword, "options") == 0) continue; /* merged below */
+        if (strcmp(o->keyword, "hostaddr") == 0 && b->n_hosts > 0) continue;
+        if (strcmp(o->keyword, "fallback_application_name") == 0) have_fallback = true;
+        kw[n] = o->keyword;
+        val[n] = o->val;
+        n++;
+    }
+    const char *url_options = NULL;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "options") == 0 && o->val) url_options = o->val;
+    if (url_options || p->startup_options) {
+        size_t len = (url_options ? strlen(url_options) : 0) +
+                     (p->startup_options ? strlen(p->startup_options) : 0) + 2;
+        options = malloc(len);
+        if (options) {
+            snprintf(options, len, "%s%s%s", url_options ? url_options : "",
+                     url_options && p->startup_options ? " " : "",
+                     p->startup_options ? p->startup_options : "");
+            kw[n] = "options";
+            val[n] = options;
+            n++;
+        }
+    }
+    if (b->n_hosts > 0) {
+        hostaddr = join_hosts(b->hostaddrs, b->n_hosts);
+        if (hostaddr) {
+            kw[n] = "hostaddr";
+            val[n] = hostaddr;
+            n++;
+        }
+    }
+    if (!have_fallback) {
+        kw[n] = "fallback_application_name";
+        val[n] = "tidepool";
+        n++;
+    }
+    kw[n] = NULL;
+    val[n] = NULL;
+
+    b->state = BACKEND_CONNECTING;
+    b->conn = PQconnectStartParams(kw, val, 0);
+    PQconninfoFree(opts);
+    free(options);
+    free(hostaddr);
+    if (!b->conn) {
+        connect_failed(b, "out of memory");
+        return;
+    }
+    if (PQstatus(b->conn) == CONNECTION_BAD) {
+        connect_failed(b, PQerrorMessage(b->conn));
+        return;
+    }
+    b->fd = PQsocket(b->conn);
+    if (backend_poll_open(b) < 0) {
+        connect_failed(b, "could not watch the backend socket");
+        return;
+    }
+    /* libpq: after PQconnectStart, behave as if PGRES_POLLING_WRITING. */
+    backend_poll_update(b, UV_WRITABLE);
+}
+
+static void resolve_next(tp_backend *b);
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    tp_backend *b = req->data;
+    b->open_handles--;
+    if (b->state == BACKEND_CLOSING) {
+        uv_freeaddrinfo(res);
+        backend_maybe_free(b);
+        return;
+    }
+    int i = b->resolve_index;
+    if (status < 0 || !res) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "could not translate host name \"%s\" to address: %s",
+                 b->hosts[i], uv_strerror(status));
+        uv_freeaddrinfo(res);
+        connect_failed(b, msg);
+        return;
+    }
+    char addr[64] = "";
+    if (res->ai_family == AF_INET6)
+        uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, addr, sizeof addr);
+    else
+        uv_ip4_name((struct sockaddr_in *)res->ai_addr, addr, sizeof addr);
+    uv_freeaddrinfo(res);
+    free(b->hostaddrs[i]);
+    b->hostaddrs[i] = strdup(addr);
+    b->resolve_index++;
+    resolve_next(b);
+}
+
+static void resolve_next(tp_backend *b)
+{
+    while (b->resolve_index < b->n_hosts && !needs_resolution(b->hosts[b->resolve_index]))
+        b->resolve_index++;
+    if (b->resolve_index >= b->n_hosts) {
+        start_libpq(b);
+        return;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    b->gai.data = b;
+    b->state = BACKEND_RESOLVING;
+    int rc = uv_getaddrinfo(tp.loop, &b->gai, on_resolved, b->hosts[b->resolve_index], NULL, &hints);
+    if (rc < 0) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "could not resolve \"%s\": %s", b->hosts[b->resolve_index],
+                 uv_strerror(rc));
+        connect_failed(b, msg);
+        return;
+    }
+    b->open_handles++;
+}
+
+/* Split the url's host list; prepare a hostaddr entry for each host. Returns
+ * true when some host name must be resolved. */
+static bool plan_resolution(tp_backend *b)
+{
+    PQconninfoOption *opts = PQconninfoParse(b->pool->cfg.conninfo, NULL);
+    if (!opts) return false;
+    const char *host = NULL, *hostaddr = NULL;
+    for (PQconninfoOption *o = opts; o->keyword; o++) {
+        if (strcmp(o->keyword, "host") == 0) host = o->val;
+        if (strcmp(o->keyword, "hostaddr") == 0) hostaddr = o->val;
+    }
+    bool any = false;
+    if (host && *host && !(hostaddr && *hostaddr)) {
+        int n = 1;
+        for (const char *s = host; *s; s++) n += *s == ',';
+        b->hosts = calloc((size_t)n, sizeof *b->hosts);
+        b->hostaddrs = calloc((size_t)n, sizeof *b->hostaddrs);
+        if (b->hosts && b->hostaddrs) {
+            const char *s = host;
+            for (int i = 0; i < n; i++) {
+                const char *e = strchr(s, ',');
+                size_t len = e ? (size_t)(e - s) : strlen(s);
+                b->hosts[i] = strndup(s, len);
+                bool numeric = b->hosts[i] && is_numeric_addr(b->hosts[i]);
+                b->hostaddrs[i] = strdup(numeric ? b->hosts[i] : "");
+                if (b->hosts[i] && needs_resolution(b->hosts[i])) any = true;
+                s = e ? e + 1 : s + len;
+            }
+            b->n_hosts = n;
+        }
+    }
+    PQconninfoFree(opts);
+    if (!any) free_hosts(b);
+    return any;
+}
+
+void backend_start(tp_backend *b, backend_connect_cb cb)
+{
+    b->on_connected = cb;
+    b->state = BACKEND_RESOLVING;
+    if (plan_resolution(b)) resolve_next(b);
+    else start_libpq(b);
+}

@@ -1,0 +1,13 @@
+/* backend_internal.h: what backend.c and backend_connect.c share: the poll
+ * handle management and the connect-phase poll callback. */
+#pragma once
+
+#include "daemon/backend.h"
+
+int backend_poll_open(tp_backend *b) __attribute__((warn_unused_result));
+void backend_poll_close(tp_backend *b);
+void backend_poll_update(tp_backend *b, int events);
+void backend_on_connect_poll(tp_backend *b, int status, int events);
+/* Free the struct once no handle is open any more (after backend_close). */
+void backend_maybe_free(tp_backend *b);
+void backend_free_memory(tp_backend *b);

@@ -1,0 +1,543 @@
+/* client.c: an application's connection to tidepool — accept, the startup
+ * packet (SSLRequest and GSSENCRequest are answered 'N', CancelRequest is
+ * forwarded), reading and writing with backpressure, relaying its messages
+ * to the backend it holds, and leaving: the backend is handed back to be
+ * reset (pool_reset_on_return; DISCARD ALL in session mode) before reuse. */
+#include "daemon/client.h"
+
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "auth/auth.h"
+#include "daemon/backend.h"
+#include "daemon/client_internal.h"
+#include "daemon/log.h"
+#include "daemon/pools.h"
+#include "daemon/reset.h"
+#include "daemon/server.h"
+
+#define CLIENT_READ_CHUNK (64 * 1024)
+#define MAX_CLIENT_MSG (1024u * 1024u * 1024u)
+#define BACKEND_HIGH_WATER (512 * 1024)
+#define BACKEND_LOW_WATER (64 * 1024)
+#define CLIENT_LOW_WATER (64 * 1024)
+
+static uint64_t next_client_id;
+/* One read buffer for every client: the loop is single-threaded and each
+ * read is processed (or its remainder copied) before the next one. */
+static uint8_t read_buffer[CLIENT_READ_CHUNK];
+
+static void client_close(tp_client *c);
+
+size_t client_write_queue(const tp_client *c)
+{
+    return uv_stream_get_write_queue_size((uv_stream_t *)&c->h.stream);
+}
+
+tp_client *client_find_by_key(uint32_t pid, uint32_t secret)
+{
+    for (tp_client *c = tp.clients; c; c = c->next)
+        if (c->key_pid == pid && c->key_secret == secret) return c;
+    return NULL;
+}
+
+/* ---- writing ---- */
+
+typedef struct write_req {
+    uv_write_t req;
+    tp_client *client;
+    size_t len;
+    uint8_t data[];
+} write_req;
+
+static void on_write(uv_write_t *req, int status)
+{
+    write_req *w = (write_req *)req;
+    tp_client *c = w->client;
+    free(w);
+    if (c->state == CLIENT_CLOSING) return;
+    if (status < 0) {
+        client_close(c);
+        return;
+    }
+    if (c->backend && c->backend->read_paused && client_write_queue(c) < CLIENT_LOW_WATER)
+        backend_resume_reading(c->backend);
+}
+
+int client_send(tp_client *c, const void *data, size_t len)
+{
+    if (c->state == CLIENT_CLOSING) return -1;
+    if (client_write_queue(c) == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write(&c->h.stream, &b, 1);
+        if (n > 0) {
+            data = (const uint8_t *)data + n;
+            len -= (size_t)n;
+        } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
+            client_close(c);
+            return -1;
+        }
+    }
+    if (len == 0) return 0;
+    write_req *w = malloc(sizeof *w + len);
+    if (!w) {
+        client_close(c);
+        return -1;
+    }
+    w->client = c;
+    w->len = len;
+    memcpy(w->data, data, len);
+    uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
+    if (uv_write(&w->req, &c->h.stream, &b, 1, on_write) < 0) {
+        free(w);
+        client_close(c);
+        return -1;
+    }
+    return 0;
+}
+
+int client_send_buf(tp_client *c, proto_buf *b)
+{
+    if (b->failed) {
+        client_close(c);
+        return -1;
+    }
+    return client_send(c, b->data, b->len);
+}
+
+static void send_error(tp_client *c, const char *severity, const char *sqlstate, const char *message)
+{
+    proto_buf pb;
+    proto_buf_init(&pb);
+    proto_build_error(&pb, severity, sqlstate, message, NULL);
+    if (!pb.failed && client_send(c, pb.data, pb.len) < 0)
+        log_debug("client %llu: could not send an error", (unsigned long long)c->id);
+    proto_buf_free(&pb);
+}
+
+void client_error(tp_client *c, const char *sqlstate, const char *message)
+{
+    send_error(c, "ERROR", sqlstate, message);
+}
+
+void client_fatal(tp_client *c, const char *sqlstate, const char *message)
+{
+    if (c->state == CLIENT_CLOSING) return;
+    if (sqlstate) {
+        log_debug("client %llu (%s): FATAL %s: %s", (unsigned long long)c->id, c->peer, sqlstate, message);
+        send_error(c, "FATAL", sqlstate, message);
+    }
+    client_close(c);
+}
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    *buf = uv_buf_init((char *)read_buffer, sizeof read_buffer);
+}
+
+static void handle_input(tp_client *c);
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    tp_client *c = s->data;
+    if (nread == 0) return;
+    if (nread < 0) {
+        if (nread != UV_EOF)
+            log_debug("client %llu (%s): read error: %s", (unsigned long long)c->id, c->peer,
+                      uv_strerror((int)nread));
+        c->eof = true;
+        client_close(c);
+        return;
+    }
+    if (tp_buf_append(&c->in, buf->base, (size_t)nread) < 0) {
+        client_fatal(c, "53200", "out of memory");
+        return;
+    }
+    handle_input(c);
+}
+
+void client_start_reading(tp_client *c)
+{
+    if (c->reading || c->state == CLIENT_CLOSING || c->eof || c->backend_full) return;
+    if (uv_read_start(&c->h.stream, on_alloc, on_read) == 0) c->reading = true;
+}
+
+void client_stop_reading(tp_client *c)
+{
+    if (!c->reading) return;
+    uv_read_stop(&c->h.stream);
+    c->reading = false;
+}
+
+void client_on_backend_drained(tp_client *c)
+{
+    if (!c->backend_full) return;
+    c->backend_full = false;
+    if (c->state == CLIENT_ACTIVE) {
+        client_start_reading(c);
+        client_process_input(c);
+    }
+}
+
+/* ---- startup ---- */
+
+/* Split libpq's `options` ("-c a=b --c=d", backslash escapes) into params. */
+static int parse_options(tp_client *c, const char *opts)
+{
+    char word[1024];
+    bool expect_c = false;
+    const char *s = opts;
+    while (*s) {
+        while (*s == ' ' || *s == '\t') s++;
+        if (!*s) break;
+        size_t n = 0;
+        while (*s && *s != ' ' && *s != '\t') {
+            if (*s == '\\' && s[1]) s++;
+            if (n + 1 < sizeof word) word[n++] = *s;
+            s++;
+        }
+        word[n] = '\0';
+        const char *setting = NULL;
+        if (expect_c) {
+            setting = word;
+            expect_c = false;
+        } else if (strcmp(word, "-c") == 0) {
+            expect_c = true;
+            continue;
+        } else if (strncmp(word, "-c", 2) == 0) {
+            setting = word + 2;
+        } else if (strncmp(word, "--", 2) == 0) {
+            setting = word + 2;
+        } else {
+            return -1;
+        }
+        char *eq = strchr(setting, '=');
+        if (!eq || eq == setting) return -1;
+        *eq = '\0';
+        /* PostgreSQL treats '-' in option names as '_'. */
+        for (char *p = (char *)setting; *p; p++)
+            if (*p == '-') *p = '_';
+        if (params_set(&c->startup, setting, eq + 1) < 0) return -1;
+    }
+    return expect_c ? -1 : 0;
+}
+
+/* CancelRequest: cancel the query of the client holding that key. libpq's
+ * PQcancel blocks, so it runs on the thread pool. */
+typedef struct cancel_work {
+    uv_work_t req;
+    PGcancel *cancel;
+} cancel_work;
+
+static void do_cancel(uv_work_t *req)
+{
+    cancel_work *w = req->data;
+    char err[256];
+    if (!PQcancel(w->cancel, err, sizeof err)) log_warn("cancel request failed: %s", err);
+}
+
+static void after_cancel(uv_work_t *req, int status)
+{
+    cancel_work *w = req->data;
+    PQfreeCancel(w->cancel);
+    free(w);
+}
+
+static void handle_cancel(uint32_t pid, uint32_t key)
+{
+    tp_client *target = client_find_by_key(pid, key);
+    if (!target) {
+        log_debug("cancel request for an unknown key");
+        return;
+    }
+    if (target->state == CLIENT_WAITING || target->state == CLIENT_LOGIN_WAIT) {
+        if (target->pool) pools_cancel_checkout(target->pool, target);
+        client_on_backend_error(target, "57014", "canceling statement due to user request");
+        return;
+    }
+    tp_backend *b = target->backend;
+    if (!b || !b->conn) return;
+    cancel_work *w = calloc(1, sizeof *w);
+    if (!w) return;
+    w->cancel = PQgetCancel(b->conn);
+    if (!w->cancel) {
+        free(w);
+        return;
+    }
+    w->req.data = w;
+    if (uv_queue_work(tp.loop, &w->req, do_cancel, after_cancel) < 0) {
+        PQfreeCancel(w->cancel);
+        free(w);
+    }
+}
+
+static void handle_startup(tp_client *c, const proto_startup *st)
+{
+    const char *user = proto_startup_get(st, "user");
+    const char *db = proto_startup_get(st, "database");
+    if (proto_startup_get(st, "replication")) {
+        client_fatal(c, "08P01", "replication connections are not supported by tidepool");
+        return;
+    }
+    c->user = strdup(user);
+    c->database = strdup(db && *db ? db : user);
+    if (!c->user || !c->database) {
+        client_fatal(c, "53200", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < st->n_params; i++) {
+        const char *name = st->names[i];
+        if (strcasecmp(name, "user") == 0 || strcasecmp(name, "database") == 0) continue;
+        if (strcasecmp(name, "options") == 0) {
+            if (parse_options(c, st->values[i]) < 0) {
+                client_fatal(c, "08P01", "invalid options in startup packet");
+                return;
+            }
+            continue;
+        }
+        if (strncmp(name, "_pq_.", 5) == 0) continue; /* protocol extensions: none supported */
+        if (params_set(&c->startup, name, st->values[i]) < 0) {
+            client_fatal(c, "53200", "out of memory");
+            return;
+        }
+    }
+    client_auth_start(c);
+}
+
+/* Parse the startup packet at the head of c->in. Returns 1 when one was
+ * consumed, 0 when more bytes are needed, -1 when the client closed. The
+ * packet is consumed before it is acted on: acting may start relaying. */
+static int process_startup(tp_client *c)
+{
+    proto_startup st;
+    const char *why = NULL;
+    proto_status s = proto_read_startup(tp_buf_head(&c->in), tp_buf_size(&c->in), &st, NULL, &why);
+    if (s == PROTO_NEED_MORE) return 0;
+    if (s == PROTO_INVALID) {
+        log_info("client %llu (%s): bad startup packet: %s", (unsigned long long)c->id, c->peer,
+                 why ? why : "invalid");
+        client_fatal(c, "08P01", why ? why : "invalid startup packet");
+        return -1;
+    }
+    tp_buf_consume(&c->in, st.total_len); /* st's strings stay readable until the next read */
+    if (st.code == PROTO_SSL_REQUEST || st.code == PROTO_GSSENC_REQUEST) {
+        if (tp_buf_size(&c->in) > 0) {
+            /* Bytes after SSLRequest before our answer: a TLS hello sent blindly. */
+            client_fatal(c, "08P01", "received unencrypted data after SSL request");
+            return -1;
+        }
+        return client_send(c, "N", 1) < 0 ? -1 : 1;
+    }
+    if (st.code == PROTO_CANCEL_REQUEST) {
+        handle_cancel(st.cancel_pid, st.cancel_key);
+        client_close(c);
+        return -1;
+    }
+    handle_startup(c, &st);
+    return c->state == CLIENT_CLOSING ? -1 : 1;
+}
+
+/* ---- relay ---- */
+
+/* The client leaves: its backend goes back through the reset path. */
+static void client_leave(tp_client *c)
+{
+    client_close(c);
+}
+
+/* Forward what is buffered to the linked backend, framing messages. */
+void client_process_input(tp_client *c)
+{
+    while (c->state == CLIENT_ACTIVE && tp_buf_size(&c->in) > 0 && !c->backend_full) {
+        tp_backend *b = c->backend;
+        const uint8_t *p = tp_buf_head(&c->in);
+        size_t avail = tp_buf_size(&c->in);
+        if (c->pass_remaining > 0) {
+            size_t n = avail < c->pass_remaining ? avail : c->pass_remaining;
+            if (backend_send(b, p, n) < 0) return;
+            c->pass_remaining -= n;
+            tp_buf_consume(&c->in, n);
+        } else {
+            uint8_t type;
+            size_t total;
+            const char *why = NULL;
+            proto_status st = proto_read_header(p, avail, MAX_CLIENT_MSG, &type, &total, &why);
+            if (st == PROTO_NEED_MORE) break;
+            if (st == PROTO_INVALID) {
+                client_fatal(c, "08P01", why ? why : "invalid message");
+                return;
+            }
+            if (type == 'X') {
+                client_leave(c);
+                return;
+            }
+            if (type == 'Q' || type == 'S' || type == 'F') b->pending_syncs++;
+            size_t n = avail < total ? avail : total;
+            if (backend_send(b, p, n) < 0) return;
+            c->pass_remaining = total - n;
+            tp_buf_consume(&c->in, n);
+        }
+        if (c->backend && backend_out_queue(c->backend) > BACKEND_HIGH_WATER) {
+            c->backend_full = true;
+            client_stop_reading(c);
+        }
+    }
+    if (c->state != CLIENT_CLOSING) tp_buf_shrink_if_empty(&c->in, 4096);
+}
+
+static void handle_input(tp_client *c)
+{
+    while (tp_buf_size(&c->in) > 0) {
+        switch (c->state) {
+        case CLIENT_STARTUP:
+            if (process_startup(c) <= 0) return;
+            break;
+        case CLIENT_AUTH: {
+            proto_msg m;
+            const char *why = NULL;
+            proto_status s = proto_read_msg(tp_buf_head(&c->in), tp_buf_size(&c->in), PROTO_MAX_STARTUP,
+                                            &m, NULL, &why);
+            if (s == PROTO_NEED_MORE) return;
+            if (s == PROTO_INVALID) {
+                client_fatal(c, "08P01", why ? why : "invalid authentication message");
+                return;
+            }
+            tp_buf_consume(&c->in, m.total_len); /* m stays readable until the next read */
+            client_auth_message(c, &m);
+            if (c->state == CLIENT_CLOSING) return;
+            break;
+        }
+        case CLIENT_ACTIVE:
+            client_process_input(c);
+            return;
+        default:
+            /* Waiting for a backend: keep the bytes until there is one. */
+            client_stop_reading(c);
+            return;
+        }
+    }
+}
+
+/* ---- pool answers ---- */
+
+void client_on_backend(tp_client *c, tp_backend *b)
+{
+    c->backend = b;
+    b->client = c;
+    client_sync_params(c);
+}
+
+void client_on_backend_error(tp_client *c, const char *sqlstate, const char *message)
+{
+    /* At login there is no way to carry on: the connection ends, as with
+     * PostgreSQL's own startup errors. */
+    client_fatal(c, sqlstate, message);
+}
+
+void client_on_backend_lost(tp_client *c, const char *message)
+{
+    c->backend = NULL;
+    char msg[512];
+    snprintf(msg, sizeof msg, "server connection lost: %s", message);
+    client_fatal(c, "08006", msg);
+}
+
+void client_on_ready(tp_client *c)
+{
+    /* Session mode keeps the backend until the client leaves. */
+}
+
+/* ---- accept and close ---- */
+
+static void on_client_closed(uv_handle_t *h)
+{
+    tp_client *c = h->data;
+    tp_buf_free(&c->in);
+    params_clear(&c->startup);
+    free(c->user);
+    free(c->database);
+    free(c);
+    server_maybe_finish();
+}
+
+static void client_close(tp_client *c)
+{
+    if (c->state == CLIENT_CLOSING) return;
+    client_state was = c->state;
+    c->state = CLIENT_CLOSING;
+    client_auth_clear(c);
+    if (c->pool) {
+        if (was == CLIENT_LOGIN_WAIT || was == CLIENT_WAITING) pools_cancel_checkout(c->pool, c);
+        c->pool->clients--;
+    }
+    tp_backend *b = c->backend;
+    c->backend = NULL;
+    if (b) {
+        b->client = NULL;
+        backend_release(b, c->pool->cfg.pool_mode == CONFIG_POOL_MODE_SESSION);
+    }
+    if (c->prev) c->prev->next = c->next;
+    else tp.clients = c->next;
+    if (c->next) c->next->prev = c->prev;
+    tp.n_clients--;
+    client_stop_reading(c);
+    uv_close(&c->h.handle, on_client_closed);
+}
+
+static void describe_peer(tp_client *c)
+{
+    if (c->unix_socket) {
+        snprintf(c->peer, sizeof c->peer, "unix");
+        return;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char host[48] = "?";
+    int port = 0;
+    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
+            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+        } else {
+            uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
+            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+        }
+    }
+    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+}
+
+void client_accept(uv_stream_t *server, bool unix_socket)
+{
+    tp_client *c = calloc(1, sizeof *c);
+    if (!c) return;
+    c->unix_socket = unix_socket;
+    if (unix_socket) uv_pipe_init(tp.loop, &c->h.pipe, 0);
+    else uv_tcp_init(tp.loop, &c->h.tcp);
+    c->h.handle.data = c;
+    if (uv_accept(server, &c->h.stream) < 0) {
+        uv_close(&c->h.handle, (uv_close_cb)free);
+        return;
+    }
+    if (!unix_socket) uv_tcp_nodelay(&c->h.tcp, 1);
+    c->id = ++next_client_id;
+    c->state = CLIENT_STARTUP;
+    c->connected_at = tp_now();
+    c->key_pid = (uint32_t)c->id;
+    if (auth_random_bytes((uint8_t *)&c->key_secret, sizeof c->key_secret) < 0) c->key_secret = (uint32_t)rand();
+    describe_peer(c);
+    c->next = tp.clients;
+    if (tp.clients) tp.clients->prev = c;
+    tp.clients = c;
+    tp.n_clients++;
+    if (tp.n_clients > (size_t)tp.cfg->max_client_conn) {
+        log_warn("max_client_conn (%d) reached: refusing %s", tp.cfg->max_client_conn, c->peer);
+        client_fatal(c, "53300", "sorry, too many clients already");
+        return;
+    }
+    client_start_reading(c);
+}

@@ -1,0 +1,82 @@
+/* client.h: one application connection to tidepool: its startup, its
+ * authentication, the pool it uses and, while one is lent, its backend. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "daemon/buf.h"
+#include "daemon/params.h"
+#include "pool/pool.h"
+
+typedef struct tp_pool tp_pool;
+typedef struct tp_backend tp_backend;
+typedef struct auth_scram auth_scram;
+
+typedef enum {
+    CLIENT_STARTUP = 0,  /* reading the startup packet */
+    CLIENT_AUTH,         /* waiting for a password or SASL message */
+    CLIENT_LOGIN_WAIT,   /* authenticated, waiting for its first backend */
+    CLIENT_READY,        /* logged in, no backend lent (transaction mode) */
+    CLIENT_WAITING,      /* a message is pending, waiting for a backend */
+    CLIENT_ACTIVE,       /* linked to a backend; relaying */
+    CLIENT_RELEASING,    /* left; its backend is being reset */
+    CLIENT_CLOSING,      /* handle closing; freed in the close callback */
+} client_state;
+
+typedef struct tp_client {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    client_state state;
+    bool unix_socket;
+    uint64_t id;
+    uint32_t key_pid, key_secret; /* the BackendKeyData tidepool gave it */
+    char peer[64];                /* address for logs */
+
+    char *user;
+    char *database;
+    tp_params startup;            /* parameters from its startup packet */
+    tp_pool *pool;
+    tp_backend *backend;          /* lent backend, or NULL */
+    tp_backend *connecting;       /* backend being opened for it, or NULL */
+    pool_waiter waiter;           /* its place in the pool's queue */
+
+    int auth_method;              /* config_auth_type in use for this client */
+    char *secret;                 /* the user's secret from auth_file, or NULL */
+    auth_scram *scram;            /* SCRAM exchange in progress */
+    uint8_t md5_salt[4];
+    int auth_step;                /* messages received so far in CLIENT_AUTH */
+
+    tp_buf in;                    /* bytes read, not yet processed */
+    size_t pass_remaining;        /* bytes of the current message to forward */
+    bool reading;                 /* uv_read_start is in effect */
+    bool backend_full;            /* backpressure: the backend's queue is full */
+    bool eof;                     /* the peer closed its side */
+    double connected_at;
+    struct tp_client *next, *prev; /* server's client list */
+} tp_client;
+
+/* A new connection was accepted on `server` (a listening stream). */
+void client_accept(uv_stream_t *server, bool unix_socket);
+/* The pool answered a checkout. */
+void client_on_backend(tp_client *c, tp_backend *b);
+void client_on_backend_error(tp_client *c, const char *sqlstate, const char *message);
+/* Its backend died while lent. */
+void client_on_backend_lost(tp_client *c, const char *message);
+/* Relay: bytes from the linked backend to the client. */
+int client_send(tp_client *c, const void *data, size_t len) __attribute__((warn_unused_result));
+/* The linked backend finished a Query/Sync cycle (ReadyForQuery relayed). */
+void client_on_ready(tp_client *c);
+/* Close with a FATAL error (sqlstate may be NULL: close silently). */
+void client_fatal(tp_client *c, const char *sqlstate, const char *message);
+/* Find a client by the cancel key tidepool gave it. */
+tp_client *client_find_by_key(uint32_t pid, uint32_t secret);
+/* Write queue size, for backpressure. */
+size_t client_write_queue(const tp_client *c);
+/* The backend's send queue drained: read from the client again. */
+void client_on_backend_drained(tp_client *c);

@@ -1,0 +1,212 @@
+/* client_auth.c: authenticating a client against auth_file with the
+ * configured auth_type: scram-sha-256 (SCRAM verifiers or plaintext entries;
+ * an entry stored as md5 falls back to md5, as PgBouncer does), md5,
+ * password, trust, peer (Unix socket only). A user missing from auth_file
+ * goes through the same exchange and fails at the same step as a wrong
+ * password, so answers do not reveal which users exist. Nothing secret is
+ * logged. */
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "auth/auth.h"
+#include "daemon/client_internal.h"
+#include "daemon/log.h"
+#include "daemon/server.h"
+
+#define AUTH_OK 0
+#define AUTH_CLEARTEXT 3
+#define AUTH_MD5 5
+#define AUTH_SASL 10
+#define AUTH_SASL_CONTINUE 11
+#define AUTH_SASL_FINAL 12
+
+void client_auth_clear(tp_client *c)
+{
+    if (c->scram) auth_scram_free(c->scram);
+    c->scram = NULL;
+    if (c->secret) {
+        memset(c->secret, 0, strlen(c->secret));
+        free(c->secret);
+    }
+    c->secret = NULL;
+}
+
+static void auth_failed(tp_client *c, const char *method)
+{
+    char msg[256];
+    log_info("client %llu (%s): %s authentication failed for user \"%s\"", (unsigned long long)c->id,
+             c->peer, method, c->user);
+    snprintf(msg, sizeof msg, "%s authentication failed for user \"%s\"", method, c->user);
+    client_fatal(c, "28P01", msg);
+}
+
+static void auth_succeeded(tp_client *c, proto_buf *pb)
+{
+    client_auth_clear(c);
+    proto_build_auth_ok(pb);
+    if (client_send_buf(c, pb) < 0) return;
+    client_login(c);
+}
+
+static void send_auth_request(tp_client *c, int32_t code, const void *data, size_t len)
+{
+    proto_buf pb;
+    proto_buf_init(&pb);
+    proto_build_auth(&pb, code, data, len);
+    if (client_send_buf(c, &pb) == 0) c->state = CLIENT_AUTH;
+    proto_buf_free(&pb);
+}
+
+static void peer_auth(tp_client *c)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    int fd = -1;
+    if (!c->unix_socket) {
+        client_fatal(c, "28000", "peer authentication is only available on the Unix socket");
+        return;
+    }
+    if (uv_fileno(&c->h.handle, &fd) < 0 || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        client_fatal(c, "28000", "could not get peer credentials");
+        return;
+    }
+    struct passwd pw, *found = NULL;
+    char buf[1024];
+    if (getpwuid_r(cred.uid, &pw, buf, sizeof buf, &found) != 0 || !found ||
+        strcmp(found->pw_name, c->user) != 0) {
+        auth_failed(c, "peer");
+        return;
+    }
+    proto_buf pb;
+    proto_buf_init(&pb);
+    auth_succeeded(c, &pb);
+    proto_buf_free(&pb);
+}
+
+void client_auth_start(tp_client *c)
+{
+    const config *cfg = tp.cfg;
+    c->auth_method = cfg->auth_type;
+    const auth_user *u = tp.have_users ? auth_file_find(&tp.users, c->user) : NULL;
+    if (u && !(c->secret = strdup(u->secret))) {
+        client_fatal(c, "53200", "out of memory");
+        return;
+    }
+    switch (cfg->auth_type) {
+    case CONFIG_AUTH_TRUST: {
+        proto_buf pb;
+        proto_buf_init(&pb);
+        auth_succeeded(c, &pb);
+        proto_buf_free(&pb);
+        return;
+    }
+    case CONFIG_AUTH_PEER:
+        peer_auth(c);
+        return;
+    case CONFIG_AUTH_SCRAM_SHA_256:
+        if (u && u->kind == AUTH_SECRET_MD5) {
+            c->auth_method = CONFIG_AUTH_MD5; /* an md5 entry cannot do SCRAM */
+        } else {
+            c->scram = auth_scram_new(c->user, c->secret);
+            if (!c->scram) {
+                client_fatal(c, "53200", "out of memory");
+                return;
+            }
+            static const char mech[] = "SCRAM-SHA-256\0";
+            send_auth_request(c, AUTH_SASL, mech, sizeof mech); /* list ends with an empty name */
+            return;
+        }
+        /* fall through */
+    case CONFIG_AUTH_MD5:
+        c->auth_method = CONFIG_AUTH_MD5;
+        if (auth_random_bytes(c->md5_salt, sizeof c->md5_salt) < 0) {
+            client_fatal(c, "XX000", "could not generate a random salt");
+            return;
+        }
+        send_auth_request(c, AUTH_MD5, c->md5_salt, sizeof c->md5_salt);
+        return;
+    case CONFIG_AUTH_PASSWORD:
+        send_auth_request(c, AUTH_CLEARTEXT, NULL, 0);
+        return;
+    }
+}
+
+static void scram_step(tp_client *c, const proto_msg *m)
+{
+    const uint8_t *out = NULL;
+    size_t out_len = 0;
+    const char *why = NULL;
+    auth_scram_result r;
+    if (c->auth_step == 0) {
+        const char *mech;
+        const uint8_t *data;
+        int32_t data_len;
+        if (proto_parse_sasl_initial(m, &mech, &data, &data_len) != PROTO_COMPLETE || data_len < 0) {
+            client_fatal(c, "08P01", "malformed SASLInitialResponse message");
+            return;
+        }
+        if (strcmp(mech, "SCRAM-SHA-256") != 0) {
+            client_fatal(c, "28000", "client selected an invalid SASL authentication mechanism");
+            return;
+        }
+        r = auth_scram_client_first(c->scram, data, (size_t)data_len, &out, &out_len, &why);
+    } else {
+        r = auth_scram_client_final(c->scram, m->body, m->body_len, &out, &out_len, &why);
+    }
+    c->auth_step++;
+    switch (r) {
+    case AUTH_SCRAM_CONTINUE:
+        send_auth_request(c, AUTH_SASL_CONTINUE, out, out_len);
+        return;
+    case AUTH_SCRAM_FINAL: {
+        proto_buf pb;
+        proto_buf_init(&pb);
+        proto_build_auth(&pb, AUTH_SASL_FINAL, out, out_len);
+        auth_succeeded(c, &pb);
+        proto_buf_free(&pb);
+        return;
+    }
+    case AUTH_SCRAM_FAIL:
+        auth_failed(c, "password");
+        return;
+    case AUTH_SCRAM_ERROR: {
+        char msg[256];
+        snprintf(msg, sizeof msg, "malformed SCRAM message: %s", why ? why : "invalid");
+        client_fatal(c, "08P01", msg);
+        return;
+    }
+    }
+}
+
+void client_auth_message(tp_client *c, const proto_msg *m)
+{
+    if (m->type != 'p') {
+        client_fatal(c, "08P01", "expected password response");
+        return;
+    }
+    if (c->auth_method == CONFIG_AUTH_SCRAM_SHA_256) {
+        scram_step(c, m);
+        return;
+    }
+    const char *answer;
+    if (proto_parse_cstring(m, &answer) != PROTO_COMPLETE) {
+        client_fatal(c, "08P01", "malformed password message");
+        return;
+    }
+    bool ok;
+    if (c->auth_method == CONFIG_AUTH_MD5)
+        ok = c->secret && auth_md5_check(c->user, c->secret, c->md5_salt, answer);
+    else
+        ok = c->secret && auth_password_check(c->user, c->secret, answer);
+    if (!ok) {
+        auth_failed(c, "password");
+        return;
+    }
+    proto_buf pb;
+    proto_buf_init(&pb);
+    auth_succeeded(c, &pb);
+    proto_buf_free(&pb);
+}

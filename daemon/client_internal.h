@@ -1,0 +1,26 @@
+/* client_internal.h: what the client's files share (client.c: connection,
+ * startup and relay; client_auth.c: authentication; client_login.c: choosing
+ * the pool and the first backend). */
+#pragma once
+
+#include "daemon/client.h"
+#include "proto/proto.h"
+
+/* Send a built buffer; closes the client when it cannot. */
+int client_send_buf(tp_client *c, proto_buf *b) __attribute__((warn_unused_result));
+/* Send an ErrorResponse (ERROR, connection kept). */
+void client_error(tp_client *c, const char *sqlstate, const char *message);
+void client_start_reading(tp_client *c);
+void client_stop_reading(tp_client *c);
+
+/* Authentication (client_auth.c). */
+void client_auth_start(tp_client *c);
+void client_auth_message(tp_client *c, const proto_msg *m);
+void client_auth_clear(tp_client *c);
+
+/* After authentication succeeded (client_login.c). */
+void client_login(tp_client *c);
+/* Apply the client's startup parameters to its backend, then continue. */
+void client_sync_params(tp_client *c);
+/* Relay input to the backend after linking (client.c). */
+void client_process_input(tp_client *c);

@@ -1,0 +1,91 @@
+/* main.c: the command line (SPEC §2): tidepool [--check] [CONFIG],
+ * --version, --help. Loads and validates the configuration, then hands it
+ * to the server. */
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config/config.h"
+#include "daemon/log.h"
+#include "daemon/server.h"
+#include "version.h"
+
+#define DEFAULT_CONFIG "/etc/tidepool/tidepool.ini"
+
+static void usage(FILE *to)
+{
+    fprintf(to,
+            "tidepool %s: a PostgreSQL connection pooler with SQLAlchemy's pool semantics\n"
+            "\n"
+            "usage: tidepool [OPTIONS] [CONFIG]    CONFIG defaults to " DEFAULT_CONFIG "\n"
+            "  --check      load and validate CONFIG, print problems, exit 0 (valid) or 1\n"
+            "  --version    print the version\n"
+            "  --help       this text\n",
+            TIDEPOOL_VERSION);
+}
+
+/* libpq's own parser judges a pool's conninfo, so --check catches what the
+ * backend connect would refuse. */
+static const char *check_conninfo(const char *conninfo, void *arg)
+{
+    static char msg[512];
+    char *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
+    if (opts) {
+        PQconninfoFree(opts);
+        return NULL;
+    }
+    snprintf(msg, sizeof msg, "%s", err ? err : "invalid connection string");
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
+    PQfreemem(err);
+    return msg;
+}
+
+int main(int argc, char **argv)
+{
+    bool check_only = false;
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--check") == 0) {
+            check_only = true;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("tidepool %s\n", TIDEPOOL_VERSION);
+            return 0;
+        } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (a[0] == '-' && a[1] != '\0') {
+            fprintf(stderr, "tidepool: unknown option %s\n", a);
+            usage(stderr);
+            return 2;
+        } else if (!path) {
+            path = a;
+        } else {
+            fprintf(stderr, "tidepool: only one CONFIG may be given\n");
+            return 2;
+        }
+    }
+    if (!path) path = DEFAULT_CONFIG;
+
+    config_set_conninfo_check(check_conninfo, NULL);
+    config *cfg = NULL;
+    config_errors errs = {0};
+    if (config_load_file(path, &cfg, &errs) < 0) {
+        for (size_t i = 0; i < errs.count; i++) fprintf(stderr, "%s\n", errs.items[i]);
+        if (errs.count == 0) fprintf(stderr, "%s: invalid configuration\n", path);
+        config_errors_clear(&errs);
+        return 1;
+    }
+    config_errors_clear(&errs);
+    if (check_only) {
+        printf("%s: OK (%zu pool%s)\n", path, cfg->n_pools, cfg->n_pools == 1 ? "" : "s");
+        config_free(cfg);
+        return 0;
+    }
+    int rc = server_run(cfg);
+    config_free(cfg);
+    return rc;
+}

@@ -1,0 +1,153 @@
+/* server.c: process lifecycle. Starts the loop with the listeners, the pools
+ * and the signal handlers; SIGTERM stops accepting and lets linked clients
+ * finish (up to shutdown_timeout); SIGINT closes everything at once; SIGHUP
+ * reloads the users file (pool settings reload comes with the ops work). */
+#include "daemon/server.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/client.h"
+#include "daemon/listener.h"
+#include "daemon/log.h"
+#include "daemon/pools.h"
+
+tp_server tp;
+
+static uv_signal_t sig_int, sig_term, sig_hup;
+static uv_timer_t shutdown_timer;
+static bool shutdown_timer_on;
+
+static int load_users(const config *cfg, auth_file *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!cfg->auth_file) return 0;
+    char *err = NULL;
+    if (auth_file_load(cfg->auth_file, out, &err) < 0) {
+        log_error("auth_file: %s", err ? err : "cannot load");
+        free(err);
+        return -1;
+    }
+    return 0;
+}
+
+static void close_all_clients(void)
+{
+    for (tp_client *c = tp.clients, *next; c; c = next) {
+        next = c->next;
+        client_fatal(c, "57P01", "terminating connection due to administrator command");
+    }
+}
+
+static void on_walk_close(uv_handle_t *h, void *arg)
+{
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+void server_maybe_finish(void)
+{
+    if (!tp.stopping) return;
+    if (tp.n_clients > 0) return;
+    if (shutdown_timer_on) {
+        uv_timer_stop(&shutdown_timer);
+        uv_close((uv_handle_t *)&shutdown_timer, NULL);
+        shutdown_timer_on = false;
+    }
+    pools_close_all();
+    uv_signal_stop(&sig_int);
+    uv_signal_stop(&sig_term);
+    uv_signal_stop(&sig_hup);
+    if (!uv_is_closing((uv_handle_t *)&sig_int)) {
+        uv_close((uv_handle_t *)&sig_int, NULL);
+        uv_close((uv_handle_t *)&sig_term, NULL);
+        uv_close((uv_handle_t *)&sig_hup, NULL);
+    }
+}
+
+static void on_shutdown_timeout(uv_timer_t *t)
+{
+    log_info("shutdown_timeout reached: closing the remaining clients");
+    close_all_clients();
+}
+
+void server_stop(bool graceful)
+{
+    if (!tp.stopping) {
+        tp.stopping = true;
+        listeners_close();
+    }
+    if (!graceful) {
+        close_all_clients();
+    } else {
+        /* Clients not inside a transaction leave now; the others finish. */
+        for (tp_client *c = tp.clients, *next; c; c = next) {
+            next = c->next;
+            if (c->state != CLIENT_ACTIVE && c->state != CLIENT_RELEASING)
+                client_fatal(c, "57P01", "terminating connection due to administrator command");
+        }
+        if (!shutdown_timer_on && tp.n_clients > 0) {
+            uv_timer_init(tp.loop, &shutdown_timer);
+            uv_timer_start(&shutdown_timer, on_shutdown_timeout,
+                           (uint64_t)(tp.cfg->shutdown_timeout * 1000), 0);
+            shutdown_timer_on = true;
+        }
+    }
+    server_maybe_finish();
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    if (signum == SIGINT) {
+        log_info("received SIGINT: shutting down now");
+        server_stop(false);
+    } else if (signum == SIGTERM) {
+        log_info("received SIGTERM: shutting down after running transactions");
+        server_stop(true);
+    } else if (signum == SIGHUP) {
+        log_info("received SIGHUP: reloading %s", tp.cfg->auth_file ? tp.cfg->auth_file : "users");
+        auth_file fresh;
+        if (load_users(tp.cfg, &fresh) == 0) {
+            auth_file_free(&tp.users);
+            tp.users = fresh;
+            tp.have_users = tp.cfg->auth_file != NULL;
+        }
+    }
+}
+
+int server_run(config *cfg)
+{
+    memset(&tp, 0, sizeof tp);
+    tp.loop = uv_default_loop();
+    tp.cfg = cfg;
+    log_set_level(cfg->log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (load_users(cfg, &tp.users) < 0) return 1;
+    tp.have_users = cfg->auth_file != NULL;
+    if (pools_create(cfg) < 0) return 1;
+    if (listeners_open(cfg) < 0) {
+        listeners_close();
+        pools_close_all();
+        uv_run(tp.loop, UV_RUN_DEFAULT);
+        return 1;
+    }
+    uv_signal_init(tp.loop, &sig_int);
+    uv_signal_init(tp.loop, &sig_term);
+    uv_signal_init(tp.loop, &sig_hup);
+    uv_signal_start(&sig_int, on_signal, SIGINT);
+    uv_signal_start(&sig_term, on_signal, SIGTERM);
+    uv_signal_start(&sig_hup, on_signal, SIGHUP);
+    log_info("tidepool ready: %zu pool(s)", cfg->n_pools);
+
+    uv_run(tp.loop, UV_RUN_DEFAULT);
+
+    /* Anything left (should be nothing): close it and let callbacks run. */
+    uv_walk(tp.loop, on_walk_close, NULL);
+    uv_run(tp.loop, UV_RUN_DEFAULT);
+    uv_loop_close(tp.loop);
+    pools_free();
+    auth_file_free(&tp.users);
+    log_info("tidepool stopped");
+    return tp.exit_code;
+}

@@ -1,0 +1,179 @@
+/* proto.h: the PostgreSQL v3 wire codec. No I/O at all.
+ *
+ * Readers take a byte view (buf, len) and say whether it holds a complete
+ * message, needs more bytes (and how many at least), or is invalid (and why);
+ * a complete message is returned as a view borrowed from the caller's buffer.
+ * Builders append messages to a growable proto_buf whose `failed` flag is
+ * sticky, so a chain of appends needs one check at the end. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_VERSION_3 196608u        /* 3.0 */
+#define PROTO_CANCEL_REQUEST 80877102u /* 1234.5678 */
+#define PROTO_SSL_REQUEST 80877103u    /* 1234.5679 */
+#define PROTO_GSSENC_REQUEST 80877104u /* 1234.5680 */
+#define PROTO_MAX_STARTUP 10000u       /* bytes, as PostgreSQL */
+
+typedef enum {
+    PROTO_INVALID = -1,
+    PROTO_COMPLETE = 0,
+    PROTO_NEED_MORE = 1,
+} proto_status;
+
+/* "complete", "need more", "invalid". */
+const char *proto_status_to_str(proto_status s);
+
+/* A regular message: type byte, int32 length (counting itself), body. */
+typedef struct proto_msg {
+    uint8_t type;
+    const uint8_t *body; /* borrowed; body_len bytes */
+    uint32_t body_len;
+    size_t total_len; /* 1 + 4 + body_len: bytes to consume */
+} proto_msg;
+
+/* Frame one regular message at the start of buf. max_len bounds the length
+ * field (a larger one is invalid). On PROTO_NEED_MORE, *need (if not NULL) is
+ * the total number of bytes needed to make progress (>= len + 1): 5 while the
+ * header is incomplete, then 1 + the length field. On PROTO_INVALID, *why (if
+ * not NULL) is a static explanation. The type byte is not validated. */
+proto_status proto_read_msg(const uint8_t *buf, size_t len, uint32_t max_len,
+                            proto_msg *out, size_t *need, const char **why);
+
+/* Only the header: type and total length, when at least 5 bytes are there
+ * (else PROTO_NEED_MORE). The length field is validated as in proto_read_msg. */
+proto_status proto_read_header(const uint8_t *buf, size_t len, uint32_t max_len,
+                               uint8_t *type, size_t *total_len, const char **why);
+
+#define PROTO_MAX_STARTUP_PARAMS 64
+
+/* The first packet of a connection (no type byte). */
+typedef struct proto_startup {
+    uint32_t code; /* PROTO_VERSION_3 (or another major 3 minor), or a request code */
+    size_t total_len;
+    /* StartupMessage: name/value pairs, borrowed, NUL-terminated in buf. */
+    const char *names[PROTO_MAX_STARTUP_PARAMS];
+    const char *values[PROTO_MAX_STARTUP_PARAMS];
+    size_t n_params;
+    /* CancelRequest */
+    uint32_t cancel_pid;
+    uint32_t cancel_key;
+} proto_startup;
+
+/* Parse a startup-phase packet: StartupMessage, SSLRequest, GSSENCRequest or
+ * CancelRequest. Lengths above PROTO_MAX_STARTUP, a missing terminator, a
+ * protocol major other than 3 (reported as invalid with a why naming it),
+ * missing "user", too many params are PROTO_INVALID.
+ *
+ * *need is 4 until the length word is in, then the packet's length. The length
+ * and, once 8 bytes are in, the code are checked at once (an SSLRequest of the
+ * wrong length or protocol 2.0 is refused without waiting for the rest). The
+ * why for an unsupported version ("unsupported frontend protocol 2.0: server
+ * supports 3.0 to 3.0") lives in a thread-local buffer valid until the next
+ * call on that thread; every other why is a static string. Minor versions of 3
+ * above 0 are accepted and reported in code. An empty "user" counts as missing;
+ * the terminator must be the packet's last byte. On PROTO_INVALID the contents
+ * of *out are unspecified. */
+proto_status proto_read_startup(const uint8_t *buf, size_t len, proto_startup *out,
+                                size_t *need, const char **why);
+
+/* Look up a startup parameter; NULL if absent. If a name occurs more than
+ * once, the last occurrence wins (as PostgreSQL applies them in order). */
+const char *proto_startup_get(const proto_startup *s, const char *name);
+
+/* Fields of an ErrorResponse/NoticeResponse body, borrowed (NULL if absent).
+ *
+ * Body parsers below check the whole body as PostgreSQL does: C strings end
+ * inside it, integers fit, no bytes are left over (Parse and Bind are walked to
+ * their end). Any out-pointer may be NULL. The message type is not checked. */
+typedef struct proto_error_fields {
+    const char *severity; /* V (non-localized) if present, else S (localized) */
+    const char *sqlstate; /* C */
+    const char *message;  /* M */
+    const char *detail;   /* D */
+    const char *hint;     /* H */
+} proto_error_fields;
+proto_status proto_parse_error(const proto_msg *m, proto_error_fields *out);
+
+/* ParameterStatus body: name and value, borrowed. */
+proto_status proto_parse_param_status(const proto_msg *m, const char **name,
+                                      const char **value);
+
+/* Message bodies holding a single C string (Query 'Q', CommandComplete 'C',
+ * PasswordMessage 'p' as text): the string, borrowed. */
+proto_status proto_parse_cstring(const proto_msg *m, const char **s);
+
+/* Parse 'P': statement name and query. Bind 'B': portal and statement name.
+ * Close 'C'/Describe 'D' (client): kind ('S' or 'P', anything else is invalid)
+ * and name. */
+proto_status proto_parse_parse(const proto_msg *m, const char **stmt, const char **query);
+proto_status proto_parse_bind(const proto_msg *m, const char **portal, const char **stmt);
+proto_status proto_parse_close_describe(const proto_msg *m, char *kind, const char **name);
+
+/* SASLInitialResponse 'p': mechanism and the client-first data. A data length
+ * of -1 (no data) gives *data = NULL and *data_len = -1. */
+proto_status proto_parse_sasl_initial(const proto_msg *m, const char **mechanism,
+                                      const uint8_t **data, int32_t *data_len);
+
+/* ---- builders ---- */
+
+/* The largest a proto_buf may grow (PostgreSQL's own limit on a message);
+ * an append beyond it fails the buffer. */
+#define PROTO_BUF_MAX (1024u * 1024u * 1024u)
+
+/* proto_buf_init() or a zeroed struct is an empty buffer. Once `failed` is
+ * set, every call except free and reset is a no-op. It is set by a failed
+ * allocation, growth past PROTO_BUF_MAX, end() without begin(), begin() inside
+ * an open message, a message longer than INT32_MAX, or a count that does not
+ * fit its 16-bit field (more than 65535). put_str(NULL) writes an empty
+ * string. */
+typedef struct proto_buf {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+    bool failed;      /* sticky: an allocation failed or a message was malformed */
+    size_t msg_start; /* offset of the message being built (internal) */
+    size_t len_pos;   /* offset of its length field (internal; valid if in_msg) */
+    bool in_msg;      /* between begin() and end() (internal) */
+} proto_buf;
+
+void proto_buf_init(proto_buf *b);
+void proto_buf_free(proto_buf *b);
+void proto_buf_reset(proto_buf *b); /* len = 0, failed = false; keeps memory */
+void proto_buf_append(proto_buf *b, const void *data, size_t len); /* raw bytes */
+
+/* Generic message building: begin(type), put_*, end() fills in the length.
+ * type 0 begins a typeless startup-style packet. */
+void proto_buf_begin(proto_buf *b, uint8_t type);
+void proto_buf_put_u8(proto_buf *b, uint8_t v);
+void proto_buf_put_i16(proto_buf *b, int16_t v);
+void proto_buf_put_i32(proto_buf *b, int32_t v);
+void proto_buf_put_bytes(proto_buf *b, const void *data, size_t len);
+void proto_buf_put_str(proto_buf *b, const char *s); /* with its NUL */
+void proto_buf_end(proto_buf *b);
+
+/* Whole messages. */
+void proto_build_auth(proto_buf *b, int32_t code, const void *data, size_t len); /* 'R' */
+void proto_build_auth_ok(proto_buf *b);
+void proto_build_param_status(proto_buf *b, const char *name, const char *value); /* 'S' */
+void proto_build_backend_key(proto_buf *b, uint32_t pid, uint32_t key);        /* 'K' */
+void proto_build_ready(proto_buf *b, char status);                             /* 'Z' */
+/* 'E' with S and V = severity ("ERROR", "FATAL"), C, M, optional D (NULL). */
+void proto_build_error(proto_buf *b, const char *severity, const char *sqlstate,
+                       const char *message, const char *detail);
+void proto_build_notice(proto_buf *b, const char *severity, const char *sqlstate,
+                        const char *message);
+void proto_build_query(proto_buf *b, const char *sql);              /* 'Q' */
+void proto_build_command_complete(proto_buf *b, const char *tag);   /* 'C' */
+void proto_build_empty_query(proto_buf *b);                         /* 'I' */
+void proto_build_terminate(proto_buf *b);                           /* 'X' */
+void proto_build_sync(proto_buf *b);                                /* 'S' (client) */
+/* Row description of n text columns named names[i]. */
+void proto_build_row_description(proto_buf *b, size_t n, const char *const *names);
+/* Data row of n text values (NULL = SQL NULL). */
+void proto_build_data_row(proto_buf *b, size_t n, const char *const *values);
+void proto_build_parse(proto_buf *b, const char *stmt, const char *query,
+                       size_t n_types, const uint32_t *types);
+void proto_build_close(proto_buf *b, char kind, const char *name); /* 'C' (client) */
