@@ -272,6 +272,8 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
         const char *name, *value;
         if (proto_parse_param_status(m, &name, &value) != PROTO_COMPLETE) return -1;
         if (params_set(&b->params, name, value) < 0) return -1;
+        /* A change the client made (SET application_name …) is now its own. */
+        if (relaying(b) && params_set(&b->client->params, name, value) < 0) return -1;
         forward(b, raw, m->total_len);
         return 0;
     }
@@ -283,6 +285,18 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
                 b->query_message = strdup(f.message ? f.message : "error");
             }
             return 0;
+        }
+        if (relaying(b) && b->pool->cfg.echo != CONFIG_ECHO_OFF) {
+            proto_error_fields f;
+            if (proto_parse_error(m, &f) == PROTO_COMPLETE)
+                client_echo_done(b->client, f.sqlstate ? f.sqlstate : "?", true);
+        }
+        forward(b, raw, m->total_len);
+        return 0;
+    case 'C':
+        if (relaying(b) && b->pool->cfg.echo != CONFIG_ECHO_OFF) {
+            const char *tag;
+            if (proto_parse_cstring(m, &tag) == PROTO_COMPLETE) client_echo_done(b->client, tag, false);
         }
         forward(b, raw, m->total_len);
         return 0;
@@ -300,7 +314,7 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
 
 static bool is_whole_type(uint8_t t)
 {
-    return t == 'Z' || t == 'S' || t == 'E' || t == 'G' || t == 'H' || t == 'W';
+    return t == 'Z' || t == 'S' || t == 'E' || t == 'C' || t == 'G' || t == 'H' || t == 'W';
 }
 
 /* Frame and act on everything buffered. Returns -1 on a protocol error. */

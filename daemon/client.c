@@ -222,7 +222,7 @@ static int parse_options(tp_client *c, const char *opts)
         /* PostgreSQL treats '-' in option names as '_'. */
         for (char *p = (char *)setting; *p; p++)
             if (*p == '-') *p = '_';
-        if (params_set(&c->startup, setting, eq + 1) < 0) return -1;
+        if (params_set(&c->params, setting, eq + 1) < 0) return -1;
     }
     return expect_c ? -1 : 0;
 }
@@ -301,7 +301,7 @@ static void handle_startup(tp_client *c, const proto_startup *st)
             continue;
         }
         if (strncmp(name, "_pq_.", 5) == 0) continue; /* protocol extensions: none supported */
-        if (params_set(&c->startup, name, st->values[i]) < 0) {
+        if (params_set(&c->params, name, st->values[i]) < 0) {
             client_fatal(c, "53200", "out of memory");
             return;
         }
@@ -344,10 +344,32 @@ static int process_startup(tp_client *c)
 
 /* ---- relay ---- */
 
-/* The client leaves: its backend goes back through the reset path. */
-static void client_leave(tp_client *c)
+static bool transaction_mode(const tp_client *c)
 {
-    client_close(c);
+    return c->pool && c->pool->cfg.pool_mode == CONFIG_POOL_MODE_TRANSACTION;
+}
+
+#define ECHO_WHOLE_LIMIT (1024 * 1024)
+
+/* echo: remember the statement a Query or Parse carries. */
+static void echo_start(tp_client *c, uint8_t type, const uint8_t *p, size_t total)
+{
+    proto_msg m;
+    const char *sql = NULL, *stmt = NULL;
+    if (proto_read_msg(p, total, MAX_CLIENT_MSG, &m, NULL, NULL) != PROTO_COMPLETE) return;
+    if (type == 'Q' ? proto_parse_cstring(&m, &sql) : proto_parse_parse(&m, &stmt, &sql)) return;
+    free(c->echo_sql);
+    c->echo_sql = strdup(sql);
+    c->echo_started = tp_now();
+}
+
+void client_echo_done(tp_client *c, const char *tag, bool error)
+{
+    if (!c->pool || c->pool->cfg.echo == CONFIG_ECHO_OFF) return;
+    double ms = c->echo_sql ? (tp_now() - c->echo_started) * 1000.0 : 0.0;
+    log_info("echo pool=%s client=%llu user=%s: %s [%s%s, %.3f ms]", c->pool->cfg.pool_logging_name,
+             (unsigned long long)c->id, c->user, c->echo_sql ? c->echo_sql : "(statement)",
+             error ? "ERROR " : "", tag, ms);
 }
 
 /* Forward what is buffered to the linked backend, framing messages. */
@@ -373,10 +395,23 @@ void client_process_input(tp_client *c)
                 return;
             }
             if (type == 'X') {
-                client_leave(c);
+                client_close(c);
                 return;
             }
+            if ((type == 'Q' || type == 'P') && c->pool->cfg.echo != CONFIG_ECHO_OFF) {
+                if (avail < total && total <= ECHO_WHOLE_LIMIT) {
+                    if (!tp_buf_reserve(&c->in, total - avail)) {
+                        client_fatal(c, "53200", "out of memory");
+                        return;
+                    }
+                    break; /* wait for the whole statement to log it */
+                }
+                if (avail >= total) echo_start(c, type, p, total);
+            }
             if (type == 'Q' || type == 'S' || type == 'F') b->pending_syncs++;
+            if (type == 'S' || type == 'Q') c->unsynced = false;
+            else if (type == 'P' || type == 'B' || type == 'D' || type == 'E' || type == 'C' || type == 'H')
+                c->unsynced = true;
             size_t n = avail < total ? avail : total;
             if (backend_send(b, p, n) < 0) return;
             c->pass_remaining = total - n;
@@ -390,9 +425,88 @@ void client_process_input(tp_client *c)
     if (c->state != CLIENT_CLOSING) tp_buf_shrink_if_empty(&c->in, 4096);
 }
 
+static int send_ready(tp_client *c)
+{
+    proto_buf pb;
+    proto_buf_init(&pb);
+    proto_build_ready(&pb, 'I');
+    int rc = client_send_buf(c, &pb);
+    proto_buf_free(&pb);
+    return rc;
+}
+
+/* Drop messages after an error of tidepool's own, up to the next Sync, as
+ * PostgreSQL does in the extended protocol; then ReadyForQuery. Returns false
+ * when more bytes are needed or the client closed. */
+static bool discard_to_sync(tp_client *c)
+{
+    while (c->discard_until_sync) {
+        if (c->pass_remaining > 0) {
+            size_t n = tp_buf_size(&c->in) < c->pass_remaining ? tp_buf_size(&c->in) : c->pass_remaining;
+            tp_buf_consume(&c->in, n);
+            c->pass_remaining -= n;
+            if (c->pass_remaining > 0) return false;
+            continue;
+        }
+        uint8_t type;
+        size_t total;
+        const char *why = NULL;
+        proto_status st = proto_read_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG,
+                                            &type, &total, &why);
+        if (st == PROTO_NEED_MORE) return false;
+        if (st == PROTO_INVALID) {
+            client_fatal(c, "08P01", why ? why : "invalid message");
+            return false;
+        }
+        if (type == 'X') {
+            client_close(c);
+            return false;
+        }
+        size_t n = tp_buf_size(&c->in) < total ? tp_buf_size(&c->in) : total;
+        c->pass_remaining = total - n;
+        tp_buf_consume(&c->in, n);
+        if (type == 'S') {
+            c->discard_until_sync = false;
+            c->unsynced = false;
+            if (send_ready(c) < 0) return false;
+        }
+    }
+    return true;
+}
+
+/* Transaction mode, no backend: a message starts a transaction. */
+static void process_ready(tp_client *c)
+{
+    uint8_t type;
+    size_t total;
+    const char *why = NULL;
+    proto_status st = proto_read_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG, &type,
+                                        &total, &why);
+    if (st == PROTO_NEED_MORE) return;
+    if (st == PROTO_INVALID) {
+        client_fatal(c, "08P01", why ? why : "invalid message");
+        return;
+    }
+    if (type == 'X') {
+        client_close(c);
+        return;
+    }
+    if (type == 'S' && tp_buf_size(&c->in) >= total && !c->unsynced) {
+        /* A Sync with nothing before it: answer without a backend. */
+        tp_buf_consume(&c->in, total);
+        (void)send_ready(c);
+        return;
+    }
+    c->state = CLIENT_WAITING;
+    client_stop_reading(c);
+    pools_checkout(c->pool, c);
+}
+
 static void handle_input(tp_client *c)
 {
-    while (tp_buf_size(&c->in) > 0) {
+    for (;;) {
+        if (c->discard_until_sync && !discard_to_sync(c)) return;
+        if (tp_buf_size(&c->in) == 0) return;
         switch (c->state) {
         case CLIENT_STARTUP:
             if (process_startup(c) <= 0) return;
@@ -410,6 +524,13 @@ static void handle_input(tp_client *c)
             tp_buf_consume(&c->in, m.total_len); /* m stays readable until the next read */
             client_auth_message(c, &m);
             if (c->state == CLIENT_CLOSING) return;
+            break;
+        }
+        case CLIENT_READY: {
+            size_t before = tp_buf_size(&c->in);
+            process_ready(c);
+            /* Nothing consumed and still ready: the message is incomplete. */
+            if (c->state == CLIENT_READY && tp_buf_size(&c->in) == before) return;
             break;
         }
         case CLIENT_ACTIVE:
@@ -434,9 +555,31 @@ void client_on_backend(tp_client *c, tp_backend *b)
 
 void client_on_backend_error(tp_client *c, const char *sqlstate, const char *message)
 {
-    /* At login there is no way to carry on: the connection ends, as with
-     * PostgreSQL's own startup errors. */
-    client_fatal(c, sqlstate, message);
+    if (c->state != CLIENT_WAITING) {
+        /* At login there is no way to carry on: the connection ends, as with
+         * PostgreSQL's own startup errors. */
+        client_fatal(c, sqlstate, message);
+        return;
+    }
+    /* The transaction could not start: an ERROR for it, the connection stays
+     * usable. A simple Query (or FunctionCall) ends here; extended-protocol
+     * messages are dropped up to their Sync. */
+    client_error(c, sqlstate, message);
+    if (c->state == CLIENT_CLOSING) return;
+    c->state = CLIENT_READY;
+    uint8_t type = 0;
+    size_t total = 0;
+    const char *why = NULL;
+    if (proto_read_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG, &type, &total, &why) ==
+            PROTO_COMPLETE &&
+        (type == 'Q' || type == 'F') && tp_buf_size(&c->in) >= total) {
+        tp_buf_consume(&c->in, total);
+        if (send_ready(c) < 0) return;
+    } else {
+        c->discard_until_sync = true;
+    }
+    client_start_reading(c);
+    handle_input(c);
 }
 
 void client_on_backend_lost(tp_client *c, const char *message)
@@ -447,9 +590,19 @@ void client_on_backend_lost(tp_client *c, const char *message)
     client_fatal(c, "08006", msg);
 }
 
+/* Transaction mode: give the backend back once the transaction is over and
+ * nothing of the client is pending. */
 void client_on_ready(tp_client *c)
 {
-    /* Session mode keeps the backend until the client leaves. */
+    tp_backend *b = c->backend;
+    if (!b || !transaction_mode(c) || c->state != CLIENT_ACTIVE) return;
+    if (!backend_is_clean(b) || c->pass_remaining > 0 || c->unsynced) return;
+    c->backend = NULL;
+    c->backend_full = false;
+    backend_release(b, false);
+    c->state = CLIENT_READY;
+    client_start_reading(c);
+    if (tp_buf_size(&c->in) > 0) handle_input(c);
 }
 
 /* ---- accept and close ---- */
@@ -458,9 +611,10 @@ static void on_client_closed(uv_handle_t *h)
 {
     tp_client *c = h->data;
     tp_buf_free(&c->in);
-    params_clear(&c->startup);
+    params_clear(&c->params);
     free(c->user);
     free(c->database);
+    free(c->echo_sql);
     free(c);
     server_maybe_finish();
 }
@@ -479,7 +633,7 @@ static void client_close(tp_client *c)
     c->backend = NULL;
     if (b) {
         b->client = NULL;
-        backend_release(b, c->pool->cfg.pool_mode == CONFIG_POOL_MODE_SESSION);
+        backend_release(b, !transaction_mode(c));
     }
     if (c->prev) c->prev->next = c->next;
     else tp.clients = c->next;

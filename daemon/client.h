@@ -40,7 +40,9 @@ typedef struct tp_client {
 
     char *user;
     char *database;
-    tp_params startup;            /* parameters from its startup packet */
+    tp_params params;             /* session parameters as this client sees them:
+                                     its startup parameters, then the reported
+                                     values it was told and those it SET */
     tp_pool *pool;
     tp_backend *backend;          /* lent backend, or NULL */
     tp_backend *connecting;       /* backend being opened for it, or NULL */
@@ -54,10 +56,15 @@ typedef struct tp_client {
 
     tp_buf in;                    /* bytes read, not yet processed */
     size_t pass_remaining;        /* bytes of the current message to forward */
+    bool unsynced;                /* extended-protocol messages sent since the last Sync */
+    bool discard_until_sync;      /* after an error of tidepool's own: drop until Sync */
     bool reading;                 /* uv_read_start is in effect */
     bool backend_full;            /* backpressure: the backend's queue is full */
     bool eof;                     /* the peer closed its side */
+    bool logged_in;               /* its first ReadyForQuery was sent */
     double connected_at;
+    char *echo_sql;               /* echo: the statement running, for its log line */
+    double echo_started;
     struct tp_client *next, *prev; /* server's client list */
 } tp_client;
 
@@ -72,6 +79,8 @@ void client_on_backend_lost(tp_client *c, const char *message);
 int client_send(tp_client *c, const void *data, size_t len) __attribute__((warn_unused_result));
 /* The linked backend finished a Query/Sync cycle (ReadyForQuery relayed). */
 void client_on_ready(tp_client *c);
+/* echo: a statement finished with this command tag (or error). */
+void client_echo_done(tp_client *c, const char *tag, bool error);
 /* Close with a FATAL error (sqlstate may be NULL: close silently). */
 void client_fatal(tp_client *c, const char *sqlstate, const char *message);
 /* Find a client by the cancel key tidepool gave it. */

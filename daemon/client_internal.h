@@ -22,5 +22,6 @@ void client_auth_clear(tp_client *c);
 void client_login(tp_client *c);
 /* Apply the client's startup parameters to its backend, then continue. */
 void client_sync_params(tp_client *c);
+bool client_param_is_reported(const char *name);
 /* Relay input to the backend after linking (client.c). */
 void client_process_input(tp_client *c);

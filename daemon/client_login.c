@@ -1,8 +1,17 @@
 /* client_login.c: from a successful authentication to the first
- * ReadyForQuery. Picks the pool named by the client's dbname (3D000 when none),
- * takes a backend from it, applies the client's startup parameters that differ
- * from the backend's (only those), then sends the client the backend's
- * reported parameters, a BackendKeyData of tidepool's own and ReadyForQuery. */
+ * ReadyForQuery, and keeping a client's session parameters whichever backend
+ * serves it.
+ *
+ * Login picks the pool named by the client's dbname (3D000 when none). In
+ * transaction mode, once the pool knows its server's parameters (from its
+ * first backend), the client is answered at once without holding a backend;
+ * otherwise (and always in session mode) a backend is taken first. The client
+ * gets the server's reported parameters overlaid with its own, a
+ * BackendKeyData of tidepool's own, and ReadyForQuery.
+ *
+ * Before a backend serves a client, the parameters where the two differ are
+ * set (only those), and settings an earlier client left that this one does not
+ * have are reset, so nothing of one client is seen by another. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,24 +23,56 @@
 #include "daemon/pools.h"
 #include "daemon/server.h"
 
-/* Startup parameters that are not session settings. */
-static bool is_connection_param(const char *name)
+static bool in_list(const char *const *names, const char *name)
 {
-    return strcasecmp(name, "user") == 0 || strcasecmp(name, "database") == 0 ||
-           strcasecmp(name, "replication") == 0 || strcasecmp(name, "options") == 0;
+    for (int i = 0; names[i]; i++)
+        if (strcasecmp(names[i], name) == 0) return true;
+    return false;
 }
 
 /* Reported with ParameterStatus by PostgreSQL 15 (GUC_REPORT). */
-static bool is_reported_param(const char *name)
+bool client_param_is_reported(const char *name)
 {
     static const char *const names[] = {
         "application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
         "in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser",
         "server_encoding", "server_version", "session_authorization",
         "standard_conforming_strings", "TimeZone", NULL};
-    for (int i = 0; names[i]; i++)
-        if (strcasecmp(names[i], name) == 0) return true;
-    return false;
+    return in_list(names, name);
+}
+
+/* Reported parameters a client may set; the others describe the server or
+ * follow from the pool's configuration. */
+static bool is_settable_reported(const char *name)
+{
+    static const char *const names[] = {"application_name", "client_encoding", "DateStyle",
+                                        "IntervalStyle", "TimeZone", "standard_conforming_strings",
+                                        NULL};
+    return in_list(names, name);
+}
+
+static void send_login_reply(tp_client *c, const tp_params *server, char txn_status)
+{
+    /* The client's view: its own values, the server's for the rest. */
+    for (size_t i = 0; i < server->count; i++) {
+        const tp_param *sp = &server->items[i];
+        if (client_param_is_reported(sp->name) && !params_get(&c->params, sp->name) &&
+            params_set(&c->params, sp->name, sp->value) < 0) {
+            client_fatal(c, "53200", "out of memory");
+            return;
+        }
+    }
+    proto_buf pb;
+    proto_buf_init(&pb);
+    for (size_t i = 0; i < c->params.count; i++)
+        if (client_param_is_reported(c->params.items[i].name))
+            proto_build_param_status(&pb, c->params.items[i].name, c->params.items[i].value);
+    proto_build_backend_key(&pb, c->key_pid, c->key_secret);
+    proto_build_ready(&pb, txn_status);
+    int rc = client_send_buf(c, &pb);
+    proto_buf_free(&pb);
+    if (rc < 0) return;
+    c->logged_in = true;
 }
 
 void client_login(tp_client *c)
@@ -47,51 +88,56 @@ void client_login(tp_client *c)
     }
     c->pool = p;
     p->clients++;
-    c->state = CLIENT_LOGIN_WAIT;
-    client_stop_reading(c);
     log_debug("client %llu (%s): user \"%s\" logged in to pool %s", (unsigned long long)c->id, c->peer,
               c->user, p->cfg.name);
+    if (p->cfg.pool_mode == CONFIG_POOL_MODE_TRANSACTION && p->server_params.count > 0) {
+        send_login_reply(c, &p->server_params, 'I');
+        if (c->state == CLIENT_CLOSING) return;
+        c->state = CLIENT_READY;
+        client_start_reading(c);
+        return;
+    }
+    c->state = CLIENT_LOGIN_WAIT;
+    client_stop_reading(c);
     pools_checkout(p, c);
 }
 
-/* Append `s` as a SQL string literal. */
-static void append_literal(proto_buf *b, const char *s)
+/* Append `s` as a SQL string literal, or as a quoted identifier. */
+static void append_quoted(proto_buf *b, const char *s, char q)
 {
-    proto_buf_append(b, "'", 1);
+    proto_buf_append(b, &q, 1);
     for (; *s; s++) {
-        if (*s == '\'') proto_buf_append(b, "'", 1);
+        if (*s == q) proto_buf_append(b, &q, 1);
         proto_buf_append(b, s, 1);
     }
-    proto_buf_append(b, "'", 1);
-}
-
-static void finish_login(tp_client *c)
-{
-    tp_backend *b = c->backend;
-    proto_buf pb;
-    proto_buf_init(&pb);
-    for (size_t i = 0; i < b->params.count; i++)
-        if (is_reported_param(b->params.items[i].name))
-            proto_build_param_status(&pb, b->params.items[i].name, b->params.items[i].value);
-    proto_build_backend_key(&pb, c->key_pid, c->key_secret);
-    proto_build_ready(&pb, b->txn_status);
-    int rc = client_send_buf(c, &pb);
-    proto_buf_free(&pb);
-    if (rc < 0) return;
-    c->state = CLIENT_ACTIVE;
-    client_start_reading(c);
-    client_process_input(c);
+    proto_buf_append(b, &q, 1);
 }
 
 static void continue_after_sync(tp_client *c)
 {
-    if (c->state == CLIENT_LOGIN_WAIT) {
-        finish_login(c);
-        return;
+    bool login = c->state == CLIENT_LOGIN_WAIT;
+    if (login) {
+        send_login_reply(c, &c->backend->params, c->backend->txn_status);
+        if (c->state == CLIENT_CLOSING) return;
     }
     c->state = CLIENT_ACTIVE;
     client_start_reading(c);
-    client_process_input(c);
+    /* Transaction mode: a backend taken only to log in goes back now. */
+    if (login) client_on_ready(c);
+    if (c->state == CLIENT_ACTIVE) client_process_input(c);
+}
+
+/* Which side wins for a parameter at sync time. */
+static bool wants_set(const tp_client *c, const tp_backend *b, const tp_param *cp)
+{
+    if (client_param_is_reported(cp->name) && !is_settable_reported(cp->name)) return false;
+    const char *have = params_get(&b->params, cp->name);
+    return !have || strcmp(have, cp->value) != 0;
+}
+
+static bool wants_reset(const tp_client *c, const tp_param *bp)
+{
+    return !client_param_is_reported(bp->name) && !params_get(&c->params, bp->name);
 }
 
 static void on_params_synced(tp_backend *b, bool ok, const char *sqlstate, const char *message)
@@ -101,13 +147,24 @@ static void on_params_synced(tp_backend *b, bool ok, const char *sqlstate, const
     if (!ok) {
         char msg[512];
         snprintf(msg, sizeof msg, "%s", message ? message : "could not apply connection parameters");
-        /* As PostgreSQL does for a bad startup parameter: refuse the login. */
+        /* As PostgreSQL does for a bad startup parameter: refuse the session. */
         client_fatal(c, sqlstate ? sqlstate : "08006", msg);
         return;
     }
-    for (size_t i = 0; i < c->startup.count; i++) {
-        const tp_param *sp = &c->startup.items[i];
-        if (!is_reported_param(sp->name) && params_set(&b->params, sp->name, sp->value) < 0) {
+    /* Unreported settings are known only from what was set; reported ones
+     * came back in ParameterStatus, in the server's spelling, which the
+     * client's copy now takes so the next sync compares equal. */
+    for (size_t i = 0; i < b->params.count;) {
+        if (wants_reset(c, &b->params.items[i])) params_remove(&b->params, b->params.items[i].name);
+        else i++;
+    }
+    for (size_t i = 0; i < c->params.count; i++) {
+        tp_param *cp = &c->params.items[i];
+        int rc = 0;
+        if (!client_param_is_reported(cp->name)) rc = params_set(&b->params, cp->name, cp->value);
+        else if (is_settable_reported(cp->name) && params_get(&b->params, cp->name))
+            rc = params_set(&c->params, cp->name, params_get(&b->params, cp->name));
+        if (rc < 0) {
             client_fatal(c, "53200", "out of memory");
             return;
         }
@@ -120,19 +177,24 @@ void client_sync_params(tp_client *c)
     tp_backend *b = c->backend;
     proto_buf sql;
     proto_buf_init(&sql);
-    int n = 0;
-    for (size_t i = 0; i < c->startup.count; i++) {
-        const tp_param *sp = &c->startup.items[i];
-        if (is_connection_param(sp->name)) continue;
-        const char *have = params_get(&b->params, sp->name);
-        if (have && strcmp(have, sp->value) == 0) continue;
-        proto_buf_append(&sql, n == 0 ? "SELECT " : ", ", n == 0 ? 7 : 2);
+    int sets = 0, resets = 0;
+    for (size_t i = 0; i < c->params.count; i++) {
+        const tp_param *cp = &c->params.items[i];
+        if (!wants_set(c, b, cp)) continue;
+        proto_buf_append(&sql, sets == 0 ? "SELECT " : ", ", sets == 0 ? 7 : 2);
         proto_buf_append(&sql, "pg_catalog.set_config(", 22);
-        append_literal(&sql, sp->name);
+        append_quoted(&sql, cp->name, '\'');
         proto_buf_append(&sql, ", ", 2);
-        append_literal(&sql, sp->value);
+        append_quoted(&sql, cp->value, '\'');
         proto_buf_append(&sql, ", false)", 8);
-        n++;
+        sets++;
+    }
+    for (size_t i = 0; i < b->params.count; i++) {
+        const tp_param *bp = &b->params.items[i];
+        if (!wants_reset(c, bp)) continue;
+        proto_buf_append(&sql, sets + resets == 0 ? "RESET " : "; RESET ", sets + resets == 0 ? 6 : 8);
+        append_quoted(&sql, bp->name, '"');
+        resets++;
     }
     proto_buf_append(&sql, "", 1);
     if (sql.failed) {
@@ -140,12 +202,12 @@ void client_sync_params(tp_client *c)
         client_fatal(c, "53200", "out of memory");
         return;
     }
-    if (n == 0) {
+    if (sets + resets == 0) {
         proto_buf_free(&sql);
         continue_after_sync(c);
         return;
     }
     int rc = backend_query(b, (const char *)sql.data, on_params_synced);
     proto_buf_free(&sql);
-    if (rc < 0) client_on_backend_lost(c, "could not send to the server");
+    if (rc < 0 && c->state != CLIENT_CLOSING) client_on_backend_lost(c, "could not send to the server");
 }

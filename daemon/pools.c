@@ -131,6 +131,7 @@ void pools_free(void)
     for (size_t i = 0; i < n_all_pools; i++) {
         free_pool_config(&all_pools[i].cfg);
         free(all_pools[i].startup_options);
+        params_clear(&all_pools[i].server_params);
         pool_free(all_pools[i].algo);
     }
     free(all_pools);
@@ -259,6 +260,8 @@ static void on_new_backend(tp_backend *b, const char *error)
         return;
     }
     pool_connected(p->algo, &b->slot, tp_now());
+    if (p->server_params.count == 0 && params_copy(&p->server_params, &b->params) < 0)
+        params_clear(&p->server_params);
     if (c) lend(p, b, c);
     else pools_checkin(p, b);
 }

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "daemon/params.h"
 #include "pool/pool.h"
 
 typedef struct tp_backend tp_backend;
@@ -20,6 +21,8 @@ typedef struct tp_pool {
     tp_backend *backends;    /* every backend of the pool (all states) */
     int n_backends;
     uint64_t clients;        /* clients connected to this pool */
+    tp_params server_params; /* reported parameters of its first backend,
+                                told to clients at login in transaction mode */
 } tp_pool;
 
 int pools_create(const config *cfg) __attribute__((warn_unused_result));

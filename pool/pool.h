@@ -59,7 +59,9 @@ typedef struct pool_conn {
     pool_conn_state state;
     double created_at;  /* when the connect completed (SQLAlchemy's starttime) */
     double returned_at; /* last checkin */
-    bool fresh;         /* never lent since it connected: no pre-ping needed */
+    bool fresh;         /* not lent since it connected, beyond the lend to
+                           the waiter that opened it: no pre-ping needed.
+                           Cleared by pool_lend_check() and pool_checkin(). */
     uint64_t generation; /* pool generation when its connect started
                             (POOL_OPEN / pool_replace); dispose retires older */
     void *data;         /* the daemon's backend object */
