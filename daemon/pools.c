@@ -189,6 +189,25 @@ static void lend(tp_pool *p, tp_backend *b, tp_client *c)
 }
 
 static void lend_checked(tp_pool *p, tp_backend *b, tp_client *c);
+static void on_new_backend(tp_backend *b, const char *error);
+
+/* Replace `old` by a new connection in its slot, for the same client: it
+ * keeps its place (SQLAlchemy reconnects in the same record). */
+static void replace_for(tp_pool *p, tp_backend *old, tp_client *c, const char *why)
+{
+    tp_backend *fresh = backend_alloc(p);
+    if (!fresh) {
+        backend_close(old, why);
+        client_on_backend_error(c, "53200", "out of memory");
+        serve_ready(p);
+        return;
+    }
+    pool_replace(p->algo, &old->slot, &fresh->slot, tp_now());
+    backend_close(old, why);
+    fresh->client = c;
+    c->connecting = fresh;
+    backend_start(fresh, on_new_backend);
+}
 
 static void on_ping_done(tp_backend *b, bool ok, const char *sqlstate, const char *message)
 {
@@ -205,6 +224,10 @@ static void on_ping_done(tp_backend *b, bool ok, const char *sqlstate, const cha
         log_info("pool %s: Pool pre-ping on connection <backend %llu pid %d> failed, will invalidate pool",
                  p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid);
     pool_invalidate(p->algo, &b->slot, tp_now());
+    if (c && b->state != BACKEND_CLOSING) {
+        replace_for(p, b, c, "pre-ping failed");
+        return;
+    }
     backend_close(b, "pre-ping failed");
     if (c) pools_checkout(p, c);
     serve_ready(p);
@@ -236,8 +259,7 @@ static void lend_checked(tp_pool *p, tp_backend *b, tp_client *c)
                      (unsigned long long)b->id, b->pid,
                      chk == POOL_CHECK_RECYCLE ? "exceeded timeout"
                                                : "invalidated due to pool invalidation");
-        backend_close(b, chk == POOL_CHECK_RECYCLE ? "recycled" : "invalidated");
-        pools_checkout(p, c);
+        replace_for(p, b, c, chk == POOL_CHECK_RECYCLE ? "recycled" : "invalidated");
         return;
     }
 }
@@ -322,7 +344,7 @@ void pools_checkin(tp_pool *p, tp_backend *b)
         lend_checked(p, b, to->data);
         return;
     case POOL_CLOSE:
-        backend_close(b, "pool already holds pool_size idle connections");
+        backend_close(b, "not kept at checkin (pool_size idle, over capacity, or disposed)");
         serve_ready(p);
         return;
     }
