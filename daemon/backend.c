@@ -17,6 +17,7 @@
 #include "daemon/backend.h"
 #include "daemon/backend_internal.h"
 #include "daemon/client.h"
+#include "daemon/flush.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
 #include "daemon/server.h"
@@ -103,6 +104,7 @@ void backend_close(tp_backend *b, const char *why)
                   (unsigned long long)b->id, b->pid, why);
     if (b->slot.state != POOL_CONN_GONE) pool_remove(p->algo, &b->slot, tp_now());
     b->state = BACKEND_CLOSING;
+    flush_forget_backend(b);
     b->client = NULL;
     b->query_cb = NULL;
     b->on_connected = NULL;
@@ -166,30 +168,29 @@ static int flush_out(tp_backend *b)
     return 0;
 }
 
+#define FLUSH_NOW (256 * 1024) /* write at once above this, don't wait for the batch */
+
+void backend_flush(tp_backend *b)
+{
+    if (b->state == BACKEND_CLOSING || b->dead || b->fd < 0) return;
+    if (flush_out(b) < 0) {
+        backend_died(b, "could not send data to server");
+        return;
+    }
+    backend_poll_update(b, wanted_events(b));
+    if (b->client && tp_buf_size(&b->out) < 64 * 1024) client_on_backend_drained(b->client);
+}
+
 int backend_send(tp_backend *b, const void *data, size_t len)
 {
     if (b->state == BACKEND_CLOSING || b->dead || b->fd < 0) return -1;
-    if (tp_buf_size(&b->out) == 0) {
-        /* Fast path: straight to the socket, queue only the rest. */
-        while (len > 0) {
-            ssize_t n = raw_write(b, data, len);
-            if (n == -EAGAIN) break;
-            if (n <= 0) {
-                backend_died(b, "could not send to the server");
-                return -1;
-            }
-            data = (const uint8_t *)data + n;
-            len -= (size_t)n;
-        }
+    if (tp_buf_append(&b->out, data, len) < 0) {
+        backend_died(b, "out of memory");
+        return -1;
     }
-    if (len > 0) {
-        if (tp_buf_append(&b->out, data, len) < 0) {
-            backend_died(b, "out of memory");
-            return -1;
-        }
-        backend_poll_update(b, wanted_events(b));
-    }
-    return 0;
+    if (tp_buf_size(&b->out) >= FLUSH_NOW && !(b->poll_events & UV_WRITABLE)) backend_flush(b);
+    else flush_backend_later(b);
+    return b->dead ? -1 : 0;
 }
 
 size_t backend_out_queue(const tp_backend *b) { return tp_buf_size(&b->out); }
@@ -445,6 +446,8 @@ static void on_poll(uv_poll_t *h, int status, int events)
             backend_died(b, "could not send data to server");
             return;
         }
+        if (b->client && tp_buf_size(&b->out) < 64 * 1024) client_on_backend_drained(b->client);
+        if (b->state == BACKEND_CLOSING) return;
     }
     if ((events & UV_READABLE) || (b->ssl && SSL_pending(b->ssl) > 0)) on_readable(b);
     if (b->state != BACKEND_CLOSING) backend_poll_update(b, wanted_events(b));

@@ -66,6 +66,8 @@ struct tp_backend {
 
     tp_buf in;           /* bytes read from the backend, not yet processed */
     tp_buf out;          /* bytes to write to the backend */
+    bool flush_queued;   /* marked for the end-of-iteration flush */
+    tp_backend *flush_next;
     size_t pass_remaining; /* bytes of the current message still to forward */
 
     char txn_status;     /* last ReadyForQuery status: 'I', 'T' or 'E' */
@@ -99,4 +101,6 @@ void backend_resume_reading(tp_backend *b);
 /* True when it may be lent or kept: idle status, nothing pending. */
 bool backend_is_clean(const tp_backend *b);
 size_t backend_out_queue(const tp_backend *b);
+/* Write what is queued now (flush.c calls it). */
+void backend_flush(tp_backend *b);
 const char *backend_state_to_str(backend_state s);

@@ -14,6 +14,7 @@
 #include "auth/auth.h"
 #include "daemon/backend.h"
 #include "daemon/client_internal.h"
+#include "daemon/flush.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
 #include "daemon/reset.h"
@@ -34,7 +35,7 @@ static void client_close(tp_client *c);
 
 size_t client_write_queue(const tp_client *c)
 {
-    return uv_stream_get_write_queue_size((uv_stream_t *)&c->h.stream);
+    return uv_stream_get_write_queue_size((uv_stream_t *)&c->h.stream) + tp_buf_size(&c->out);
 }
 
 tp_client *client_find_by_key(uint32_t pid, uint32_t secret)
@@ -67,36 +68,55 @@ static void on_write(uv_write_t *req, int status)
         backend_resume_reading(c->backend);
 }
 
-int client_send(tp_client *c, const void *data, size_t len)
+/* Write bytes now: straight to the socket if nothing is in flight, the rest
+ * through a uv_write that owns a copy. */
+static int write_now(tp_client *c, const uint8_t *data, size_t len)
 {
-    if (c->state == CLIENT_CLOSING) return -1;
-    if (client_write_queue(c) == 0) {
+    if (uv_stream_get_write_queue_size(&c->h.stream) == 0) {
         uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
         int n = uv_try_write(&c->h.stream, &b, 1);
         if (n > 0) {
-            data = (const uint8_t *)data + n;
+            data += n;
             len -= (size_t)n;
         } else if (n != UV_EAGAIN && n != UV_ENOSYS) {
-            client_close(c);
             return -1;
         }
     }
     if (len == 0) return 0;
     write_req *w = malloc(sizeof *w + len);
-    if (!w) {
-        client_close(c);
-        return -1;
-    }
+    if (!w) return -1;
     w->client = c;
     w->len = len;
     memcpy(w->data, data, len);
     uv_buf_t b = uv_buf_init((char *)w->data, (unsigned)len);
     if (uv_write(&w->req, &c->h.stream, &b, 1, on_write) < 0) {
         free(w);
-        client_close(c);
         return -1;
     }
     return 0;
+}
+
+void client_flush(tp_client *c)
+{
+    if (c->state == CLIENT_CLOSING || tp_buf_size(&c->out) == 0) return;
+    int rc = write_now(c, tp_buf_head(&c->out), tp_buf_size(&c->out));
+    tp_buf_consume(&c->out, tp_buf_size(&c->out));
+    tp_buf_shrink_if_empty(&c->out, 16 * 1024);
+    if (rc < 0) client_close(c);
+}
+
+#define CLIENT_FLUSH_NOW (256 * 1024)
+
+int client_send(tp_client *c, const void *data, size_t len)
+{
+    if (c->state == CLIENT_CLOSING) return -1;
+    if (tp_buf_append(&c->out, data, len) < 0) {
+        client_close(c);
+        return -1;
+    }
+    if (tp_buf_size(&c->out) >= CLIENT_FLUSH_NOW) client_flush(c);
+    else flush_client_later(c);
+    return c->state == CLIENT_CLOSING ? -1 : 0;
 }
 
 int client_send_buf(tp_client *c, proto_buf *b)
@@ -611,6 +631,7 @@ static void on_client_closed(uv_handle_t *h)
 {
     tp_client *c = h->data;
     tp_buf_free(&c->in);
+    tp_buf_free(&c->out);
     params_clear(&c->params);
     free(c->user);
     free(c->database);
@@ -623,6 +644,10 @@ static void client_close(tp_client *c)
 {
     if (c->state == CLIENT_CLOSING) return;
     client_state was = c->state;
+    /* Last words (a FATAL error) go out before the socket closes. */
+    if (tp_buf_size(&c->out) > 0 && write_now(c, tp_buf_head(&c->out), tp_buf_size(&c->out)) < 0)
+        log_debug("client %llu: could not send its last message", (unsigned long long)c->id);
+    flush_forget_client(c);
     c->state = CLIENT_CLOSING;
     client_auth_clear(c);
     if (c->pool) {

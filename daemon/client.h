@@ -55,6 +55,9 @@ typedef struct tp_client {
     int auth_step;                /* messages received so far in CLIENT_AUTH */
 
     tp_buf in;                    /* bytes read, not yet processed */
+    tp_buf out;                   /* bytes to write at the next flush */
+    bool flush_queued;            /* marked for the end-of-iteration flush */
+    struct tp_client *flush_next;
     size_t pass_remaining;        /* bytes of the current message to forward */
     bool unsynced;                /* extended-protocol messages sent since the last Sync */
     bool discard_until_sync;      /* after an error of tidepool's own: drop until Sync */
@@ -85,7 +88,9 @@ void client_echo_done(tp_client *c, const char *tag, bool error);
 void client_fatal(tp_client *c, const char *sqlstate, const char *message);
 /* Find a client by the cancel key tidepool gave it. */
 tp_client *client_find_by_key(uint32_t pid, uint32_t secret);
-/* Write queue size, for backpressure. */
+/* Write what is batched in c->out now (flush.c calls it). */
+void client_flush(tp_client *c);
+/* Write queue size (batched and in flight), for backpressure. */
 size_t client_write_queue(const tp_client *c);
 /* The backend's send queue drained: read from the client again. */
 void client_on_backend_drained(tp_client *c);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "daemon/client.h"
+#include "daemon/flush.h"
 #include "daemon/listener.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
@@ -47,14 +48,17 @@ static void on_walk_close(uv_handle_t *h, void *arg)
 
 void server_maybe_finish(void)
 {
-    if (!tp.stopping) return;
+    static bool finished;
+    if (!tp.stopping || finished) return;
     if (tp.n_clients > 0) return;
+    finished = true;
     if (shutdown_timer_on) {
         uv_timer_stop(&shutdown_timer);
         uv_close((uv_handle_t *)&shutdown_timer, NULL);
         shutdown_timer_on = false;
     }
     pools_close_all();
+    flush_close();
     uv_signal_stop(&sig_int);
     uv_signal_stop(&sig_term);
     uv_signal_stop(&sig_hup);
@@ -126,6 +130,7 @@ int server_run(config *cfg)
     if (load_users(cfg, &tp.users) < 0) return 1;
     tp.have_users = cfg->auth_file != NULL;
     if (pools_create(cfg) < 0) return 1;
+    flush_init();
     if (listeners_open(cfg) < 0) {
         listeners_close();
         pools_close_all();
