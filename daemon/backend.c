@@ -17,6 +17,7 @@
 #include "daemon/backend.h"
 #include "daemon/backend_internal.h"
 #include "daemon/client.h"
+#include "daemon/client_internal.h"
 #include "daemon/flush.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
@@ -253,6 +254,21 @@ static void finish_internal_query(tp_backend *b)
     cb(b, ok, b->query_sqlstate, b->query_message);
 }
 
+/* A client's SET/RESET changed settings PostgreSQL does not report: the
+ * recorded values are no longer known, so mark them unknown; the next sync
+ * then sets or resets each of them for whichever client comes next. */
+#define UNKNOWN_VALUE "\x01unknown"
+static void forget_unreported_params(tp_backend *b)
+{
+    for (size_t i = 0; i < b->params.count; i++) {
+        if (client_param_is_reported(b->params.items[i].name)) continue;
+        char *v = strdup(UNKNOWN_VALUE);
+        if (!v) continue;
+        free(b->params.items[i].value);
+        b->params.items[i].value = v;
+    }
+}
+
 /* Act on a whole message of one of the types tidepool looks at. */
 static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *raw)
 {
@@ -267,6 +283,10 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
             return 0;
         }
         if (forward(b, raw, m->total_len) < 0) return 0;
+        if (b->client && b->client->reset_pending) {
+            b->client->reset_pending = false;
+            client_on_session_reset(b->client);
+        }
         if (b->client) client_on_ready(b->client);
         return 0;
     case 'S': {
@@ -294,13 +314,19 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
         }
         forward(b, raw, m->total_len);
         return 0;
-    case 'C':
-        if (relaying(b) && b->pool->cfg.echo != CONFIG_ECHO_OFF) {
-            const char *tag;
-            if (proto_parse_cstring(m, &tag) == PROTO_COMPLETE) client_echo_done(b->client, tag, false);
+    case 'C': {
+        const char *tag = NULL;
+        if (relaying(b) && proto_parse_cstring(m, &tag) == PROTO_COMPLETE) {
+            if (b->pool->cfg.echo != CONFIG_ECHO_OFF) client_echo_done(b->client, tag, false);
+            if (strcmp(tag, "SET") == 0 || strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0)
+                forget_unreported_params(b);
+            /* ParameterStatus of the reset follows; the client's own values
+             * are put back after them, at ReadyForQuery. */
+            if (strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0) b->client->reset_pending = true;
         }
         forward(b, raw, m->total_len);
         return 0;
+    }
     case 'G':
     case 'H':
     case 'W':

@@ -242,7 +242,8 @@ static int parse_options(tp_client *c, const char *opts)
         /* PostgreSQL treats '-' in option names as '_'. */
         for (char *p = (char *)setting; *p; p++)
             if (*p == '-') *p = '_';
-        if (params_set(&c->params, setting, eq + 1) < 0) return -1;
+        if (params_set(&c->params, setting, eq + 1) < 0 || params_set(&c->startup, setting, eq + 1) < 0)
+            return -1;
     }
     return expect_c ? -1 : 0;
 }
@@ -321,7 +322,8 @@ static void handle_startup(tp_client *c, const proto_startup *st)
             continue;
         }
         if (strncmp(name, "_pq_.", 5) == 0) continue; /* protocol extensions: none supported */
-        if (params_set(&c->params, name, st->values[i]) < 0) {
+        if (params_set(&c->params, name, st->values[i]) < 0 ||
+            params_set(&c->startup, name, st->values[i]) < 0) {
             client_fatal(c, "53200", "out of memory");
             return;
         }
@@ -564,6 +566,15 @@ static void handle_input(tp_client *c)
     }
 }
 
+void client_on_session_reset(tp_client *c)
+{
+    for (size_t i = 0; i < c->startup.count; i++)
+        if (params_set(&c->params, c->startup.items[i].name, c->startup.items[i].value) < 0) {
+            client_fatal(c, "53200", "out of memory");
+            return;
+        }
+}
+
 /* ---- pool answers ---- */
 
 void client_on_backend(tp_client *c, tp_backend *b)
@@ -615,12 +626,22 @@ void client_on_backend_lost(tp_client *c, const char *message)
 void client_on_ready(tp_client *c)
 {
     tp_backend *b = c->backend;
-    if (!b || !transaction_mode(c) || c->state != CLIENT_ACTIVE) return;
+    if (!b || c->state != CLIENT_ACTIVE) return;
     if (!backend_is_clean(b) || c->pass_remaining > 0 || c->unsynced) return;
+    if (!transaction_mode(c)) {
+        /* Session mode keeps its backend, unless the daemon is stopping. */
+        if (tp.stopping) client_fatal(c, "57P01", "terminating connection due to administrator command");
+        return;
+    }
     c->backend = NULL;
     c->backend_full = false;
     backend_release(b, false);
     c->state = CLIENT_READY;
+    if (tp.stopping) {
+        /* Shutting down: the transaction is over, the client goes. */
+        client_fatal(c, "57P01", "terminating connection due to administrator command");
+        return;
+    }
     client_start_reading(c);
     if (tp_buf_size(&c->in) > 0) handle_input(c);
 }
@@ -633,6 +654,7 @@ static void on_client_closed(uv_handle_t *h)
     tp_buf_free(&c->in);
     tp_buf_free(&c->out);
     params_clear(&c->params);
+    params_clear(&c->startup);
     free(c->user);
     free(c->database);
     free(c->echo_sql);

@@ -40,6 +40,7 @@ typedef struct tp_client {
 
     char *user;
     char *database;
+    tp_params startup;            /* its startup parameters, as sent (RESET goes back to them) */
     tp_params params;             /* session parameters as this client sees them:
                                      its startup parameters, then the reported
                                      values it was told and those it SET */
@@ -64,7 +65,8 @@ typedef struct tp_client {
     bool reading;                 /* uv_read_start is in effect */
     bool backend_full;            /* backpressure: the backend's queue is full */
     bool eof;                     /* the peer closed its side */
-    bool logged_in;               /* its first ReadyForQuery was sent */
+    bool logged_in;
+    bool reset_pending;           /* RESET/DISCARD ALL ran: restore startup params at ReadyForQuery */               /* its first ReadyForQuery was sent */
     double connected_at;
     char *echo_sql;               /* echo: the statement running, for its log line */
     double echo_started;
@@ -82,6 +84,8 @@ void client_on_backend_lost(tp_client *c, const char *message);
 int client_send(tp_client *c, const void *data, size_t len) __attribute__((warn_unused_result));
 /* The linked backend finished a Query/Sync cycle (ReadyForQuery relayed). */
 void client_on_ready(tp_client *c);
+/* The client ran RESET or DISCARD ALL: its parameters are its startup ones again. */
+void client_on_session_reset(tp_client *c);
 /* echo: a statement finished with this command tag (or error). */
 void client_echo_done(tp_client *c, const char *tag, bool error);
 /* Close with a FATAL error (sqlstate may be NULL: close silently). */

@@ -1,0 +1,209 @@
+#!/usr/bin/python3
+"""The command line (SPEC §2) and configuration errors (SPEC §3):
+`tidepool --check FILE` exits 0 for a valid file and 1 for an invalid one,
+reporting every problem as `FILE:LINE: key: what is wrong`; `--version`,
+`--help`. No PostgreSQL is needed: --check validates and never connects."""
+
+import os
+import re
+import shutil
+import sys
+import tempfile
+import textwrap
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tpharness as h  # noqa: E402
+
+EXAMPLE = h.REPO_ROOT / "config" / "tidepool.ini.example"
+
+
+def project_version():
+    text = (h.REPO_ROOT / "CMakeLists.txt").read_text()
+    m = re.search(r"project\(\s*tidepool\s+VERSION\s+([0-9][0-9.]*)", text)
+    return m.group(1) if m else None
+
+
+class ConfigCheck(h.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="tp-check-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.userlist = os.path.join(self.dir, "userlist.txt")
+        h.write_userlist(self.userlist, {"app": "secret"})
+
+    def write(self, name, body):
+        """Write a config file; `body` is dedented, and {dir} / {userlist}
+        are filled in. Returns its path."""
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(textwrap.dedent(body).lstrip("\n").format(dir=self.dir, userlist=self.userlist))
+        return path
+
+    def check(self, path):
+        return h.run_tidepool("--check", path)
+
+    def assertProblem(self, stderr, path, line, key):
+        """stderr has a `FILE:LINE: key: what` line for this problem (FILE as
+        given on the command line, or its base name)."""
+        files = "|".join(re.escape(p) for p in {path, os.path.basename(path)})
+        pattern = rf"(?m)^(?:.*/)?(?:{files}):{line}: {re.escape(key)}: \S"
+        self.assertRegex(stderr, pattern, f"expected a '{os.path.basename(path)}:{line}: {key}: ...' line")
+
+    VALID = """
+        ; a small valid configuration
+        [tidepool]
+        listen_addr = 127.0.0.1
+        listen_port = 6432
+        unix_socket_dir = {dir}
+        auth_type = scram-sha-256
+        auth_file = {userlist}
+
+        [pool.inventorydb]
+        url = postgresql+psycopg2://app:secret@127.0.0.1:5432/inventorydb
+        pool_mode = session
+        pool_size = 5
+        max_overflow = 10
+        pool_timeout = 30
+        isolation_level = SERIALIZABLE
+        echo = true
+        """
+
+    # -- valid files --
+
+    def test_example_config_is_valid(self):
+        self.assertTrue(EXAMPLE.exists(), f"{EXAMPLE} is missing")
+        r = self.check(str(EXAMPLE))
+        self.assertEqual(r.returncode, 0, f"--check {EXAMPLE} failed:\n{r.stderr}")
+
+    def test_valid_config(self):
+        r = self.check(self.write("valid.ini", self.VALID))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_pool_keys_in_tidepool_section_are_defaults(self):
+        r = self.check(self.write("defaults.ini", """
+            [tidepool]
+            listen_port = 6432
+            unix_socket_dir = {dir}
+            auth_file = {userlist}
+            pool_mode = session
+            pool_size = 2
+            pool_timeout = 2.5
+
+            [pool.a]
+            url = postgresql://app:secret@127.0.0.1:5432/inventorydb
+
+            [pool.b]
+            url = host=127.0.0.1 port=5432 dbname=inventorydb user=app password=secret
+            pool_size = 3
+            """))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    # -- invalid files --
+
+    def test_unknown_key_and_bad_value(self):
+        path = self.write("broken.ini", """
+            ; line 1
+            [tidepool]
+            listen_port = 6432
+            bogus_key = 1
+            unix_socket_dir = {dir}
+            auth_file = {userlist}
+
+            [pool.inventorydb]
+            url = postgresql://app:secret@127.0.0.1:5432/inventorydb
+            pool_size = many
+            """)
+        r = self.check(path)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        # Every problem is reported, not only the first.
+        self.assertProblem(r.stderr, path, 4, "bogus_key")
+        self.assertProblem(r.stderr, path, 10, "pool_size")
+
+    def test_each_kind_of_problem(self):
+        cases = [
+            # (name, line 2 of [tidepool] or line 8 of [pool.inventorydb], line, key)
+            ("bad_port", "listen_port = 70000", 2, "listen_port"),
+            ("bad_auth_type", "auth_type = kerberos", 2, "auth_type"),
+            ("bad_log_level", "log_level = loud", 2, "log_level"),
+            ("bad_client_conn", "max_client_conn = 0", 2, "max_client_conn"),
+            ("bad_pool_mode", "pool_mode = sometimes", 8, "pool_mode"),
+            ("bad_bool", "pool_pre_ping = maybe", 8, "pool_pre_ping"),
+            ("bad_overflow", "max_overflow = -2", 8, "max_overflow"),
+            ("bad_timeout", "pool_timeout = soon", 8, "pool_timeout"),
+            ("bad_reset", "pool_reset_on_return = sometimes", 8, "pool_reset_on_return"),
+            ("bad_isolation", "isolation_level = CHAOS", 8, "isolation_level"),
+            ("autocommit_refused", "isolation_level = AUTOCOMMIT", 8, "isolation_level"),
+            ("bad_echo", "echo = loud", 8, "echo"),
+            ("unknown_pool_key", "pool_sise = 5", 8, "pool_sise"),
+        ]
+        for name, bad, line, key in cases:
+            with self.subTest(name):
+                lines = [
+                    "[tidepool]",                                                   # 1
+                    bad if line == 2 else "listen_port = 6432",                     # 2
+                    "unix_socket_dir = {dir}",                                      # 3
+                    "auth_file = {userlist}",                                       # 4
+                    "",                                                             # 5
+                    "[pool.inventorydb]",                                           # 6
+                    "url = postgresql://app:secret@127.0.0.1:5432/inventorydb",     # 7
+                ]
+                if line == 8:
+                    lines.append(bad)                                               # 8
+                path = self.write(f"{name}.ini", "\n".join(lines) + "\n")
+                r = self.check(path)
+                self.assertEqual(r.returncode, 1, f"{name}: {r.stderr}")
+                self.assertProblem(r.stderr, path, line, key)
+
+    def test_missing_url(self):
+        path = self.write("nourl.ini", """
+            [tidepool]
+            listen_port = 6432
+            unix_socket_dir = {dir}
+            auth_file = {userlist}
+
+            [pool.inventorydb]
+            pool_size = 5
+            """)
+        r = self.check(path)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        # A missing key is reported at its section's header.
+        self.assertProblem(r.stderr, path, 6, "url")
+
+    def test_unknown_section(self):
+        path = self.write("section.ini", """
+            [tidepool]
+            listen_port = 6432
+            unix_socket_dir = {dir}
+            auth_file = {userlist}
+
+            [pools.inventorydb]
+            url = postgresql://app:secret@127.0.0.1:5432/inventorydb
+            """)
+        r = self.check(path)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertRegex(r.stderr, r"(?m)^(?:.*/)?section\.ini:6: ")
+
+    def test_missing_file(self):
+        path = os.path.join(self.dir, "does-not-exist.ini")
+        r = self.check(path)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("does-not-exist.ini", r.stderr)
+
+    # -- other options --
+
+    def test_version(self):
+        r = h.run_tidepool("--version")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertRegex(r.stdout, r"\d+\.\d+\.\d+")
+        version = project_version()
+        if version:
+            self.assertIn(version, r.stdout)
+
+    def test_help(self):
+        r = h.run_tidepool("--help")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("--check", r.stdout)
+        self.assertIn("--version", r.stdout)
+
+
+if __name__ == "__main__":
+    h.main()

@@ -1,0 +1,446 @@
+#!/usr/bin/python3
+"""Transaction mode: what must follow a client from backend to backend, and
+the protocol features that have to survive being relayed (SPEC §4 "Session
+parameters", "Prepared statements", §3.2 echo).
+
+Pools with pool_size=1 or 2 and several clients taking turns, so backends are
+shared:
+- startup parameters (TimeZone, application_name, search_path, work_mem ...)
+  and the ParameterStatus values a client was sent are its own in every
+  transaction, whoever used the backend before;
+- COPY FROM STDIN / TO STDOUT (psql \\copy, psycopg2 copy_expert);
+- multi-statement simple queries, an error inside a transaction, ROLLBACK;
+- psycopg 3 pipeline mode;
+- asyncpg (named prepared statements) with several concurrent connections;
+- echo = true logs each statement with its pool name.
+"""
+
+import asyncio
+import contextlib
+import io
+import os
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tpharness as h  # noqa: E402
+
+import asyncpg  # noqa: E402
+import psycopg  # noqa: E402
+import psycopg2  # noqa: E402
+
+pg = None
+tp = None
+SERVER_TZ = None
+
+
+def setUpModule():
+    global pg, tp, SERVER_TZ
+    pg = h.Cluster().start()
+    try:
+        pg.execute("CREATE TABLE copytest (id int, label text)", dbname="inventorydb")
+        pg.execute("CREATE TABLE pipe (id int, label text)", dbname="inventorydb")
+        for t in ("copytest", "pipe"):
+            pg.execute(f"ALTER TABLE {t} OWNER TO {h.APP_USER}", dbname="inventorydb")
+        SERVER_TZ = pg.execute("SHOW TimeZone", dbname="inventorydb")[0][0]
+        url = pg.url("inventorydb")
+        tp = h.Tidepool(pg, pools={
+            # One backend for everyone: consecutive clients share it for sure.
+            "single": {"url": url, "pool_size": 1, "max_overflow": 0, "pool_timeout": 20},
+            # Two backends, several clients.
+            "shared": {"url": url, "pool_size": 2, "max_overflow": 0, "pool_timeout": 20},
+            "echoed": {"url": url, "pool_size": 1, "max_overflow": 0, "pool_timeout": 20, "echo": True},
+        }, settings={"log_level": "info"}).start()
+    except BaseException:
+        pg.stop()
+        raise
+
+
+def tearDownModule():
+    try:
+        if tp is not None:
+            tp.stop()
+            tp.check()
+    finally:
+        if pg is not None:
+            pg.stop()
+
+
+PROBE = ("SELECT pg_backend_pid(), current_setting('TimeZone'), current_setting('application_name'),"
+         " current_setting('search_path'), current_setting('work_mem')")
+
+
+class Client:
+    """A psycopg2 client through tidepool with its own startup parameters;
+    expected: what PROBE must show it (besides the pid)."""
+
+    def __init__(self, pool, application_name, timezone=None, search_path=None, work_mem=None):
+        opts = []
+        if timezone:
+            opts.append(f"-c TimeZone={timezone}")
+        if search_path:
+            opts.append(f"-c search_path={search_path}")
+        if work_mem:
+            opts.append(f"-c work_mem={work_mem}")
+        kw = {"application_name": application_name}
+        if opts:
+            kw["options"] = " ".join(opts)
+        self.conn = tp.connect(dbname=pool, autocommit=True, **kw)
+        self.expected = (timezone or SERVER_TZ, application_name,
+                         search_path or DEFAULTS["search_path"], work_mem or DEFAULTS["work_mem"])
+        self.pids = set()
+
+    def probe(self, in_transaction=False):
+        with self.conn.cursor() as cur:
+            if in_transaction:
+                cur.execute("BEGIN")
+            cur.execute(PROBE)
+            pid, *values = cur.fetchone()
+            if in_transaction:
+                cur.execute("COMMIT")
+        self.pids.add(pid)
+        return pid, tuple(values)
+
+    def reported(self):
+        """The ParameterStatus values libpq holds for this client."""
+        return (self.conn.get_parameter_status("TimeZone"),
+                self.conn.get_parameter_status("application_name"))
+
+    def close(self):
+        with contextlib.suppress(Exception):
+            self.conn.close()
+
+
+DEFAULTS = {}
+
+
+class SessionParameters(h.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        row = pg.execute("SELECT current_setting('search_path'), current_setting('work_mem')",
+                         dbname="inventorydb")[0]
+        DEFAULTS.update(search_path=row[0], work_mem=row[1])
+
+    def test_parameters_follow_clients_on_one_backend(self):
+        clients = [
+            Client("single", "x", timezone="UTC"),
+            Client("single", "y", timezone="Asia/Tokyo", search_path="pg_catalog,public", work_mem="7MB"),
+            Client("single", "z"),
+            Client("single", "w", timezone="America/New_York", work_mem="3MB"),
+        ]
+        try:
+            pids = set()
+            for round_ in range(5):
+                for c in clients:
+                    pid, values = c.probe(in_transaction=round_ % 2 == 1)
+                    pids.add(pid)
+                    self.assertEqual(values, c.expected, f"client {c.expected[1]}, round {round_}")
+                    self.assertEqual(c.reported(), c.expected[:2])
+            self.assertEqual(len(pids), 1, "pool_size=1 used several backends")
+        finally:
+            for c in clients:
+                c.close()
+
+    def test_parameters_follow_clients_across_two_backends(self):
+        # Four clients, two backends, interleaving from threads.
+        specs = [("tz_utc", "UTC", None, None), ("tz_tokyo", "Asia/Tokyo", "pg_catalog", "5MB"),
+                 ("tz_default", None, None, None), ("tz_berlin", "Europe/Berlin", None, "9MB")]
+        clients = [Client("shared", app, timezone=tz, search_path=sp, work_mem=wm) for app, tz, sp, wm in specs]
+        backend_clients = {}
+        lock = threading.Lock()
+
+        def work(c):
+            bad = []
+            for i in range(25):
+                pid, values = c.probe(in_transaction=i % 3 == 0)
+                with lock:
+                    backend_clients.setdefault(pid, set()).add(c.expected[1])
+                if values != c.expected:
+                    bad.append((i, values))
+                if c.reported() != c.expected[:2]:
+                    bad.append((i, "reported", c.reported()))
+            return bad
+
+        try:
+            outcomes = h.run_threads(work, [(c,) for c in clients], timeout=60)
+            for c, (bad, err) in zip(clients, outcomes):
+                self.assertIsNone(err, repr(err))
+                self.assertEqual(bad, [], f"client {c.expected[1]} saw another's settings")
+            self.assertLessEqual(len(backend_clients), 2)
+            self.assertTrue(any(len(v) > 1 for v in backend_clients.values()),
+                            f"no backend was shared: {backend_clients}")
+        finally:
+            for c in clients:
+                c.close()
+
+    def test_set_application_name_follows_the_client(self):
+        x = Client("single", "x", timezone="UTC")
+        y = Client("single", "y", timezone="Asia/Tokyo")
+        try:
+            with x.conn.cursor() as cur:
+                cur.execute("SET application_name = 'renamed'")
+            self.assertEqual(x.reported()[1], "renamed")
+            self.assertEqual(y.probe()[1][:2], ("Asia/Tokyo", "y"))
+            self.assertEqual(x.probe()[1][:2], ("UTC", "renamed"))
+            self.assertEqual(x.reported(), ("UTC", "renamed"))
+            self.assertEqual(y.probe()[1][:2], ("Asia/Tokyo", "y"))
+            self.assertEqual(y.reported(), ("Asia/Tokyo", "y"))
+        finally:
+            x.close()
+            y.close()
+
+    def test_reset_all_goes_back_to_startup_values(self):
+        # PostgreSQL: startup options are the session's reset values, so RESET
+        # ALL returns to them. Checked against PostgreSQL itself first.
+        opts = "-c work_mem=7MB -c TimeZone=UTC"
+        with contextlib.closing(pg.connect("inventorydb", options=opts)) as direct, direct.cursor() as cur:
+            cur.execute("SET work_mem = '1MB'; SET TimeZone = 'Asia/Tokyo'; RESET ALL")
+            cur.execute("SELECT current_setting('work_mem'), current_setting('TimeZone')")
+            expected = cur.fetchone()
+        self.assertEqual(expected, ("7MB", "UTC"))
+        a = Client("single", "a", timezone="UTC", work_mem="7MB")
+        try:
+            with a.conn.cursor() as cur:
+                cur.execute("RESET ALL")
+                cur.execute("SELECT current_setting('work_mem'), current_setting('TimeZone')")
+                self.assertEqual(cur.fetchone(), expected, "RESET ALL lost the client's startup values")
+        finally:
+            a.close()
+
+    def test_reset_all_does_not_confuse_the_next_client(self):
+        # A client's RESET ALL must not leave tidepool believing the backend
+        # still has that client's settings: the next client with the same
+        # startup options must see them.
+        a = Client("single", "a", timezone="UTC", work_mem="7MB", search_path="pg_catalog")
+        b = Client("single", "b", timezone="UTC", work_mem="7MB", search_path="pg_catalog")
+        try:
+            self.assertEqual(a.probe()[1], a.expected)
+            with a.conn.cursor() as cur:
+                cur.execute("RESET ALL")
+            pid_b, values_b = b.probe()
+            self.assertEqual(a.pids, {pid_b})
+            self.assertEqual(values_b, b.expected, "the next client did not get its startup parameters")
+        finally:
+            a.close()
+            b.close()
+
+
+class CopyTests(h.TestCase):
+    def setUp(self):
+        pg.execute("TRUNCATE copytest", dbname="inventorydb")
+
+    def test_psql_copy_in_and_out(self):
+        n = 20000
+        data = "".join(f"{i}\tlabel {i}\n" for i in range(n))
+        r = h.run_psql(tp.conninfo(dbname="single"), "\\copy copytest FROM pstdin", stdin=data)
+        self.assertEqual(r.returncode, 0, r)
+        self.assertEqual(pg.execute("SELECT count(*), sum(id) FROM copytest", dbname="inventorydb")[0],
+                         (n, n * (n - 1) // 2))
+        out = h.run_psql(tp.conninfo(dbname="single"), "\\copy (SELECT * FROM copytest ORDER BY id) TO pstdout")
+        self.assertEqual(out.returncode, 0, out)
+        self.assertEqual(out.stdout, data)
+        # COPY TO STDOUT through psql -c (server-side COPY statement).
+        out = h.run_psql(tp.conninfo(dbname="shared"), "COPY (SELECT id FROM copytest WHERE id < 3 ORDER BY id) TO STDOUT")
+        self.assertEqual(out.returncode, 0, out)
+        self.assertEqual(out.stdout, "0\n1\n2\n")
+        # The backend went back to the pool in a usable state.
+        r = tp.psql("SELECT count(*) FROM copytest", dbname="single")
+        self.assertEqual((r.returncode, r.stdout.strip()), (0, str(n)), r)
+
+    def test_psycopg2_copy_in_transaction_and_error(self):
+        with contextlib.closing(tp.connect(dbname="shared", autocommit=True)) as conn, conn.cursor() as cur:
+            cur.execute("BEGIN")
+            cur.copy_expert("COPY copytest FROM STDIN", io.StringIO("1\tone\n2\ttwo\n"))
+            cur.execute("SELECT count(*) FROM copytest")
+            self.assertEqual(cur.fetchone()[0], 2)
+            cur.execute("COMMIT")
+            out = io.StringIO()
+            cur.copy_expert("COPY (SELECT * FROM copytest ORDER BY id) TO STDOUT", out)
+            self.assertEqual(out.getvalue(), "1\tone\n2\ttwo\n")
+            # Bad data: the COPY fails with 22P02, the connection carries on.
+            with self.assertRaises(psycopg2.Error) as cm:
+                cur.copy_expert("COPY copytest FROM STDIN", io.StringIO("3\tthree\nnot-a-number\tx\n"))
+            self.assertEqual(cm.exception.pgcode, "22P02")
+            cur.execute("SELECT count(*) FROM copytest")
+            self.assertEqual(cur.fetchone()[0], 2)
+
+    def test_copy_interleaved_with_other_clients(self):
+        # While one client streams COPY inside a transaction on the single
+        # backend, another one waits; then it gets the backend, clean.
+        with contextlib.closing(tp.connect(dbname="single", autocommit=True)) as a, \
+                contextlib.closing(tp.connect(dbname="single", autocommit=True)) as b:
+            with a.cursor() as cur:
+                cur.execute("BEGIN")
+                cur.copy_expert("COPY copytest FROM STDIN", io.StringIO("".join(f"{i}\tx\n" for i in range(1000))))
+            result = {}
+
+            def other():
+                with b.cursor() as cur:
+                    cur.execute("SELECT count(*) FROM copytest")
+                    result["count"] = cur.fetchone()[0]
+            th = threading.Thread(target=other, daemon=True)
+            th.start()
+            time.sleep(0.3)
+            self.assertTrue(th.is_alive(), "b was served while a held the only backend in a transaction")
+            with a.cursor() as cur:
+                cur.execute("COMMIT")
+            th.join(10)
+            self.assertEqual(result.get("count"), 1000)
+
+
+class SimpleQueryTests(h.TestCase):
+    def test_multi_statement_query(self):
+        with tp.raw(dbname="shared") as c:
+            results = c.query("SELECT 1; SELECT 2 AS two, 'b'; SELECT 3")
+            self.assertEqual([r.rows for r in results], [[("1",)], [("2", "b")], [("3",)]])
+            self.assertEqual([r.tag for r in results], ["SELECT 1"] * 3)
+            self.assertEqual(c.status, "I")
+            results = c.query("BEGIN; CREATE TEMP TABLE IF NOT EXISTS t_multi (x int) ON COMMIT DROP;"
+                              " INSERT INTO t_multi VALUES (1), (2); SELECT sum(x) FROM t_multi; COMMIT")
+            self.assertEqual(results[3].rows, [("3",)])
+            self.assertEqual(results[-1].tag, "COMMIT")
+            self.assertEqual(c.status, "I")
+
+    def test_error_in_multi_statement_query(self):
+        with tp.raw(dbname="shared") as c:
+            e = self.assertSqlstate("22012", c.query, "SELECT 1; SELECT 1/0; SELECT 3")
+            self.assertEqual(e.severity, "ERROR")
+            self.assertEqual(c.status, "I")
+            self.assertEqual(c.fetch("SELECT 4"), [("4",)])
+
+    def test_error_inside_transaction_then_rollback(self):
+        with tp.raw(dbname="shared") as c, tp.raw(dbname="shared") as other:
+            c.query("BEGIN")
+            self.assertEqual(c.status, "T")
+            pid = c.fetch("SELECT pg_backend_pid()")[0][0]
+            self.assertSqlstate("22012", c.query, "SELECT 1/0")
+            self.assertEqual(c.status, "E")
+            # Others are served meanwhile (by the other backend).
+            self.assertNotEqual(other.fetch("SELECT pg_backend_pid()")[0][0], pid)
+            self.assertSqlstate("25P02", c.query, "SELECT 1")
+            self.assertEqual(c.status, "E")
+            c.query("ROLLBACK")
+            self.assertEqual(c.status, "I")
+            self.assertEqual(c.fetch("SELECT 'works'"), [("works",)])
+            # The same with psycopg2.
+        with contextlib.closing(tp.connect(dbname="shared")) as conn, conn.cursor() as cur:
+            with self.assertRaises(psycopg2.Error) as cm:
+                cur.execute("SELECT 1/0")
+            self.assertEqual(cm.exception.pgcode, "22012")
+            conn.rollback()
+            cur.execute("SELECT 'again'")
+            self.assertEqual(cur.fetchone(), ("again",))
+            conn.commit()
+
+    def test_extended_protocol_error_then_usable(self):
+        with tp.raw(dbname="shared") as c:
+            c.parse("", "SELECT 1/$1::int")
+            c.bind("", "", ("0",))
+            c.execute()
+            c.sync()
+            with self.assertRaises(h.PgError) as cm:
+                c.results(c.read_until_ready())
+            self.assertEqual(cm.exception.sqlstate, "22012")
+            self.assertEqual(c.status, "I")
+            self.assertEqual(c.prepared("SELECT 10/$1::int", ("5",)).rows, [("2",)])
+
+
+class DriverTests(h.TestCase):
+    def test_psycopg3_pipeline(self):
+        pg.execute("TRUNCATE pipe", dbname="inventorydb")
+        with psycopg.connect(tp.conninfo(dbname="shared"), autocommit=True, connect_timeout=10) as conn, \
+                psycopg.connect(tp.conninfo(dbname="shared"), autocommit=True, connect_timeout=10) as other:
+            for round_ in range(3):
+                with conn.pipeline():
+                    c1 = conn.execute("SELECT %s::int", (round_,))
+                    c2 = conn.execute("SELECT %s::text || 'x'", ("two",))
+                    conn.execute("INSERT INTO pipe VALUES (%s, %s)", (round_, "p"))
+                    c3 = conn.execute("SELECT count(*) FROM pipe")
+                self.assertEqual(c1.fetchone(), (round_,))
+                self.assertEqual(c2.fetchone(), ("twox",))
+                self.assertEqual(c3.fetchone(), (round_ + 1,))
+                # Another client in between, on the same two backends.
+                with other.pipeline():
+                    o = other.execute("SELECT count(*) FROM pipe WHERE label = %s", ("p",))
+                self.assertEqual(o.fetchone(), (round_ + 1,))
+            # A pipeline inside a transaction.
+            with conn.transaction(), conn.pipeline():
+                conn.execute("INSERT INTO pipe VALUES (%s, %s)", (10, "t"))
+                conn.execute("INSERT INTO pipe VALUES (%s, %s)", (11, "t"))
+                c = conn.execute("SELECT count(*) FROM pipe WHERE label = 't'")
+            self.assertEqual(c.fetchone(), (2,))
+            # An error in a pipeline: the rest is aborted, then the connection works.
+            with self.assertRaises(psycopg.Error) as cm:
+                with conn.pipeline():
+                    conn.execute("SELECT 1")
+                    conn.execute("SELECT 1/%s::int", (0,))
+                    conn.execute("SELECT 2")
+            self.assertEqual(cm.exception.sqlstate, "22012")
+            self.assertEqual(conn.execute("SELECT %s::int", (7,)).fetchone(), (7,))
+            self.assertEqual(conn.info.transaction_status, psycopg.pq.TransactionStatus.IDLE)
+
+    def run_asyncpg(self, n_conns=4, queries=20, **connect_kw):
+        async def work(i):
+            conn = await asyncpg.connect(host=tp.host, port=tp.port, user=h.APP_USER,
+                                         password=h.APP_PASSWORD, database="shared", timeout=10,
+                                         **connect_kw)
+            try:
+                for j in range(queries):
+                    v = await conn.fetchval("SELECT $1::int + $2::int", i, j)
+                    if v != i + j:
+                        raise AssertionError(f"{i}+{j} gave {v}")
+                    row = await conn.fetchrow("SELECT $1::text AS who, $2::int * 2 AS twice", f"c{i}", j)
+                    if (row["who"], row["twice"]) != (f"c{i}", 2 * j):
+                        raise AssertionError(f"wrong row {row}")
+                async with conn.transaction():
+                    v = await conn.fetchval("SELECT $1::int", i)
+                    if v != i:
+                        raise AssertionError(f"{v} != {i}")
+                return i
+            finally:
+                await conn.close(timeout=5)
+
+        async def main():
+            return await asyncio.wait_for(asyncio.gather(*(work(i) for i in range(n_conns))), timeout=60)
+        return asyncio.run(main())
+
+    # asyncpg prepares named statements (Parse "__asyncpg_stmt_N__" + Sync,
+    # then Bind/Execute + Sync later). SPEC §4 says tidepool re-prepares them
+    # on whichever backend serves the client; until that lands this fails
+    # with 26000 "prepared statement ... does not exist" (tracked separately).
+    @unittest.expectedFailure
+    def test_asyncpg_concurrent_prepared(self):
+        self.assertEqual(sorted(self.run_asyncpg()), [0, 1, 2, 3])
+
+    def test_asyncpg_concurrent_without_statement_cache(self):
+        # statement_cache_size=0 (what asyncpg advises behind PgBouncer):
+        # unnamed statements, Parse/Describe and Bind/Execute before one Sync.
+        self.assertEqual(sorted(self.run_asyncpg(statement_cache_size=0)), [0, 1, 2, 3])
+
+    def test_echo_logs_statements(self):
+        marker = "echo-marker-7391"
+        with contextlib.closing(tp.connect(dbname="echoed", autocommit=True)) as conn, conn.cursor() as cur:
+            cur.execute(f"SELECT '{marker}' AS m")
+            self.assertEqual(cur.fetchone(), (marker,))
+        line = h.wait_for_log(tp, lambda l: marker in l and "echo" in l)
+        self.assertIn("echoed", line)
+        self.assertIn(f"SELECT '{marker}' AS m", line)
+        self.assertIn("SELECT 1", line)  # the command tag
+        # The extended protocol: the statement text of the Parse.
+        with psycopg.connect(tp.conninfo(dbname="echoed"), autocommit=True, prepare_threshold=None,
+                             connect_timeout=10) as conn:
+            self.assertEqual(conn.execute("SELECT %s::text AS marker2", ("v",)).fetchone(), ("v",))
+        line = h.wait_for_log(tp, lambda l: "AS marker2" in l)
+        self.assertIn("echoed", line)
+        self.assertIn("SELECT $1::text AS marker2", line)
+        # Pools without echo log no statements.
+        with contextlib.closing(tp.connect(dbname="shared", autocommit=True)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 'not-echoed-5512'")
+        time.sleep(0.3)
+        self.assertNotIn("not-echoed-5512", tp.log_text())
+
+
+if __name__ == "__main__":
+    h.main()
