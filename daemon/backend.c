@@ -464,7 +464,8 @@ static void on_poll(uv_poll_t *h, int status, int events)
         return;
     }
     if (status < 0) {
-        backend_died(b, uv_strerror(status));
+        /* libuv reports POLLERR as UV_EBADF: the connection failed. */
+        backend_died(b, status == UV_EBADF ? "connection to the server failed" : uv_strerror(status));
         return;
     }
     if (events & UV_WRITABLE) {

@@ -521,6 +521,7 @@ static void process_ready(tp_client *c)
     }
     c->state = CLIENT_WAITING;
     client_stop_reading(c);
+    c->checkout_started = tp_now();
     pools_checkout(c->pool, c);
 }
 

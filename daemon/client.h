@@ -48,6 +48,9 @@ typedef struct tp_client {
     tp_backend *backend;          /* lent backend, or NULL */
     tp_backend *connecting;       /* backend being opened for it, or NULL */
     pool_waiter waiter;           /* its place in the pool's queue */
+    double checkout_started;      /* when it began waiting for the current backend */
+    bool retrying;                /* in its pool's connect-retry list */
+    struct tp_client *retry_next, *retry_prev;
 
     int auth_method;              /* config_auth_type in use for this client */
     char *secret;                 /* the user's secret from auth_file, or NULL */

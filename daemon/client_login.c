@@ -99,6 +99,7 @@ void client_login(tp_client *c)
     }
     c->state = CLIENT_LOGIN_WAIT;
     client_stop_reading(c);
+    c->checkout_started = tp_now();
     pools_checkout(p, c);
 }
 

@@ -108,6 +108,8 @@ int pools_create(const config *cfg)
         if (!p->algo) return -1;
         uv_timer_init(tp.loop, &p->timer);
         p->timer.data = p;
+        uv_timer_init(tp.loop, &p->retry_timer);
+        p->retry_timer.data = p;
         n_all_pools++;
     }
     return 0;
@@ -123,6 +125,7 @@ void pools_close_all(void)
         }
         uv_timer_stop(&p->timer);
         if (!uv_is_closing((uv_handle_t *)&p->timer)) uv_close((uv_handle_t *)&p->timer, NULL);
+        if (!uv_is_closing((uv_handle_t *)&p->retry_timer)) uv_close((uv_handle_t *)&p->retry_timer, NULL);
     }
 }
 
@@ -264,6 +267,45 @@ static void lend_checked(tp_pool *p, tp_backend *b, tp_client *c)
     }
 }
 
+#define CONNECT_RETRY_MS 100
+
+static void retry_remove(tp_pool *p, tp_client *c)
+{
+    if (!c->retrying) return;
+    if (c->retry_prev) c->retry_prev->retry_next = c->retry_next;
+    else p->retrying = c->retry_next;
+    if (c->retry_next) c->retry_next->retry_prev = c->retry_prev;
+    c->retry_next = c->retry_prev = NULL;
+    c->retrying = false;
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    tp_pool *p = t->data;
+    while (p->retrying) {
+        tp_client *c = p->retrying;
+        retry_remove(p, c);
+        pools_checkout(p, c);
+    }
+}
+
+/* A connect failed while the server may be restarting: a client that has
+ * waited less than pool_timeout tries again shortly instead of failing, as
+ * PgBouncer holds clients while its server is unreachable. */
+static bool retry_later(tp_pool *p, tp_client *c)
+{
+    if (tp.stopping || tp_now() + CONNECT_RETRY_MS / 1000.0 >= c->checkout_started + p->cfg.pool_timeout)
+        return false;
+    c->retrying = true;
+    c->retry_prev = NULL;
+    c->retry_next = p->retrying;
+    if (p->retrying) p->retrying->retry_prev = c;
+    p->retrying = c;
+    if (!uv_is_active((uv_handle_t *)&p->retry_timer))
+        uv_timer_start(&p->retry_timer, on_retry_timer, CONNECT_RETRY_MS, 0);
+    return true;
+}
+
 static void on_new_backend(tp_backend *b, const char *error)
 {
     tp_pool *p = b->pool;
@@ -273,6 +315,10 @@ static void on_new_backend(tp_backend *b, const char *error)
     if (error) {
         pool_connect_failed(p->algo, &b->slot, tp_now());
         backend_close(b, "connect failed");
+        if (c && retry_later(p, c)) {
+            serve_ready(p);
+            return;
+        }
         if (c) {
             char msg[600];
             snprintf(msg, sizeof msg, "could not connect to the server of pool \"%s\": %s", p->cfg.name, error);
@@ -320,6 +366,7 @@ void pools_checkout(tp_pool *p, tp_client *c)
 void pools_cancel_checkout(tp_pool *p, tp_client *c)
 {
     pool_cancel_wait(p->algo, &c->waiter);
+    retry_remove(p, c);
     if (c->connecting) {
         c->connecting->client = NULL; /* it joins the pool when connected */
         c->connecting = NULL;

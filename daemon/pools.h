@@ -18,6 +18,8 @@ typedef struct tp_pool {
     char *startup_options;   /* "-c default_transaction_isolation=…" or NULL */
     pool *algo;
     uv_timer_t timer;        /* fires at the earliest waiter deadline */
+    uv_timer_t retry_timer;  /* retries connects that failed (server restarting) */
+    tp_client *retrying;     /* clients waiting for that retry */
     tp_backend *backends;    /* every backend of the pool (all states) */
     int n_backends;
     uint64_t clients;        /* clients connected to this pool */

@@ -311,9 +311,11 @@ class CancelTests(h.TestCase):
             h.wait_until(lambda: pg.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(10)'"
                 " AND state = 'active'")[0][0] == 1, timeout=5, message="pg_sleep(10) running")
+            cancelled_at = time.monotonic()
             victim.cancel()
             th.join(5)
             self.assertFalse(th.is_alive(), "the cancel did not stop pg_sleep(10)")
+            self.assertLess(time.monotonic() - cancelled_at, 1.0, "the cancel took more than a second")
             e = result.get("error")
             self.assertIsInstance(e, psycopg2.Error, result)
             self.assertEqual(e.pgcode, "57014", repr(e))

@@ -433,6 +433,17 @@ class Cluster:
         _rmtree(self.dir)
         self.dir = None
 
+    def restart(self, immediate=True, down_for=0.0, timeout=60):
+        """Stop PostgreSQL (SIGQUIT = pg_ctl -m immediate, or SIGINT = fast),
+        wait down_for seconds, start it again on the same port and data."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT if immediate else signal.SIGINT)
+            self.proc.wait(timeout)
+        self.proc = None
+        time.sleep(down_for)
+        if not self._start_postmaster(timeout=timeout):
+            raise RuntimeError("PostgreSQL did not restart; its log:\n" + _read_text(self.log_path))
+
     @property
     def running(self):
         return self.proc is not None and self.proc.poll() is None
