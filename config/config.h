@@ -71,6 +71,8 @@ typedef struct config_pool {
     config_echo echo;
     config_echo echo_pool;
     char *pool_logging_name; /* defaults to name */
+    int max_prepared_statements; /* transaction mode: named statements kept
+                                    prepared per backend (PgBouncer's key) */
     int line;                /* line of the [pool.NAME] header */
 } config_pool;
 

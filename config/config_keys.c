@@ -138,6 +138,8 @@ static const config_key keys[] = {
      "false"},
     {"echo_pool", CONFIG_SCOPE_POOL, KIND_ENUM, P(echo_pool), 0, 0, 0, echo_words,
      BOOLEAN " or 'debug'", "false"},
+    {"max_prepared_statements", CONFIG_SCOPE_POOL, KIND_INT, P(max_prepared_statements), 0, 0, 1000000,
+     NULL, "an integer >= 0 (0 = do not cache prepared statements on backends)", "200"},
     {"pool_logging_name", CONFIG_SCOPE_POOL_ONLY, KIND_NAME, P(pool_logging_name), 0, 0, 0, NULL,
      "a name that is not empty", NULL},
 };

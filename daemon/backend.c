@@ -272,6 +272,11 @@ static void forget_unreported_params(tp_backend *b)
 /* Act on a whole message of one of the types tidepool looks at. */
 static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *raw)
 {
+    if (relaying(b) && b->expects.count) {
+        proto_error_fields f = {0};
+        if (m->type == 'E' && proto_parse_error(m, &f) != PROTO_COMPLETE) return -1;
+        if (prepared_backend_message(b, m->type, f.sqlstate, f.message)) return 0; /* tidepool's own */
+    }
     switch (m->type) {
     case 'Z':
         if (m->body_len != 1) return -1;
@@ -323,6 +328,8 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
             /* ParameterStatus of the reset follows; the client's own values
              * are put back after them, at ReadyForQuery. */
             if (strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0) b->client->reset_pending = true;
+            if (strcmp(tag, "DISCARD ALL") == 0 || strcmp(tag, "DEALLOCATE ALL") == 0)
+                prepared_client_dropped_all(b->client, b);
         }
         forward(b, raw, m->total_len);
         return 0;
@@ -341,7 +348,8 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
 
 static bool is_whole_type(uint8_t t)
 {
-    return t == 'Z' || t == 'S' || t == 'E' || t == 'C' || t == 'G' || t == 'H' || t == 'W';
+    return t == 'Z' || t == 'S' || t == 'E' || t == 'C' || t == 'G' || t == 'H' || t == 'W' || t == '1' ||
+           t == '3';
 }
 
 /* Frame and act on everything buffered. Returns -1 on a protocol error. */
@@ -355,8 +363,10 @@ static int process_input(tp_backend *b)
             forward(b, p, n);
             b->pass_remaining -= n;
             tp_buf_consume(&b->in, n);
+            if (b->pass_remaining == 0 && relaying(b) && b->expects.count) prepared_flush_fakes(b);
             continue;
         }
+        if (relaying(b) && b->expects.count) prepared_flush_fakes(b);
         uint8_t type;
         size_t total;
         const char *why = NULL;
@@ -388,9 +398,11 @@ static int process_input(tp_backend *b)
             int rc = on_whole_message(b, &view, raw);
             free(copy);
             if (rc < 0) return -1;
+            if (relaying(b) && b->expects.count) prepared_flush_fakes(b);
             continue;
         }
         /* Stream it: header now, the rest as it comes. */
+        if (relaying(b) && b->expects.count) prepared_backend_message(b, type, NULL, NULL);
         size_t n = avail < total ? avail : total;
         forward(b, p, n);
         b->pass_remaining = total - n;

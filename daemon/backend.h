@@ -13,6 +13,7 @@
 
 #include "daemon/buf.h"
 #include "daemon/params.h"
+#include "daemon/prepared.h"
 #include "pool/pool.h"
 #include "proto/proto.h"
 
@@ -74,6 +75,8 @@ struct tp_backend {
     int pending_syncs;   /* Query/Sync sent whose ReadyForQuery hasn't come */
     bool in_copy;        /* CopyIn/CopyOut/CopyBoth in progress */
     tp_params params;    /* parameters as this backend has them now */
+    tp_expects expects;  /* what the messages sent will answer (transaction mode) */
+    tp_prepared prepared; /* statements prepared on it under tidepool's names */
 
     backend_query_cb query_cb; /* internal query in flight (not relayed) */
     char *query_sqlstate;      /* first error of the internal query */

@@ -76,6 +76,8 @@ void backend_free_memory(tp_backend *b)
     tp_buf_free(&b->in);
     tp_buf_free(&b->out);
     params_clear(&b->params);
+    expects_clear(&b->expects);
+    prepared_clear(&b->prepared);
     free(b);
 }
 

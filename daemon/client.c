@@ -381,6 +381,7 @@ static void echo_start(tp_client *c, uint8_t type, const uint8_t *p, size_t tota
     if (proto_read_msg(p, total, MAX_CLIENT_MSG, &m, NULL, NULL) != PROTO_COMPLETE) return;
     if (type == 'Q' ? proto_parse_cstring(&m, &sql) : proto_parse_parse(&m, &stmt, &sql)) return;
     free(c->echo_sql);
+    stmts_clear(&c->stmts);
     c->echo_sql = strdup(sql);
     c->echo_started = tp_now();
 }
@@ -430,10 +431,30 @@ void client_process_input(tp_client *c)
                 }
                 if (avail >= total) echo_start(c, type, p, total);
             }
+            bool tracked = transaction_mode(c);
+            if (tracked && prepared_needs_whole(type) && avail < total) {
+                if (!tp_buf_reserve(&c->in, total - avail)) {
+                    client_fatal(c, "53200", "out of memory");
+                    return;
+                }
+                break; /* statement names are rewritten on whole messages */
+            }
             if (type == 'Q' || type == 'S' || type == 'F') b->pending_syncs++;
             if (type == 'S' || type == 'Q') c->unsynced = false;
             else if (type == 'P' || type == 'B' || type == 'D' || type == 'E' || type == 'C' || type == 'H')
                 c->unsynced = true;
+            if (tracked && prepared_needs_whole(type)) {
+                tp_buf_consume(&c->in, total); /* the bytes stay readable until the next read */
+                if (prepared_client_message(c, b, type, p, total) < 0) {
+                    if (c->state != CLIENT_CLOSING) client_on_backend_lost(c, "could not send to the server");
+                    return;
+                }
+                continue;
+            }
+            if (tracked && (type == 'Q' || type == 'F') && prepared_note_query(b) < 0) {
+                client_fatal(c, "53200", "out of memory");
+                return;
+            }
             size_t n = avail < total ? avail : total;
             if (backend_send(b, p, n) < 0) return;
             c->pass_remaining = total - n;
@@ -512,6 +533,24 @@ static void process_ready(tp_client *c)
     if (type == 'X') {
         client_close(c);
         return;
+    }
+    if (type == 'P' && tp_buf_size(&c->in) >= total + 5 && tp_buf_head(&c->in)[total] == 'S' &&
+        !c->unsynced) {
+        /* Parse + Sync alone (PQprepare): no backend needed until it is used,
+         * so a client preparing does not wait behind a busy pool (pgbench
+         * prepares synchronously while its other clients hold backends). */
+        const uint8_t *p = tp_buf_head(&c->in);
+        int r = prepared_register(c, p, total);
+        if (r < 0) {
+            client_fatal(c, "53200", "out of memory");
+            return;
+        }
+        if (r > 0) {
+            tp_buf_consume(&c->in, total + 5);
+            static const uint8_t parse_complete[5] = {'1', 0, 0, 0, 4};
+            if (client_send(c, parse_complete, sizeof parse_complete) == 0) (void)send_ready(c);
+            return;
+        }
     }
     if (type == 'S' && tp_buf_size(&c->in) >= total && !c->unsynced) {
         /* A Sync with nothing before it: answer without a backend. */
@@ -659,6 +698,7 @@ static void on_client_closed(uv_handle_t *h)
     free(c->user);
     free(c->database);
     free(c->echo_sql);
+    stmts_clear(&c->stmts);
     free(c);
     server_maybe_finish();
 }

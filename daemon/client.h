@@ -8,6 +8,7 @@
 
 #include "daemon/buf.h"
 #include "daemon/params.h"
+#include "daemon/prepared.h"
 #include "pool/pool.h"
 
 typedef struct tp_pool tp_pool;
@@ -45,6 +46,7 @@ typedef struct tp_client {
                                      its startup parameters, then the reported
                                      values it was told and those it SET */
     tp_pool *pool;
+    tp_stmts stmts;               /* its named prepared statements (transaction mode) */
     tp_backend *backend;          /* lent backend, or NULL */
     tp_backend *connecting;       /* backend being opened for it, or NULL */
     pool_waiter waiter;           /* its place in the pool's queue */

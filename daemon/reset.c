@@ -11,6 +11,7 @@
 
 static void on_discarded(tp_backend *b, bool ok, const char *sqlstate, const char *message)
 {
+    b->prepared.count = 0; /* DISCARD ALL dropped them */
     if (!ok || !backend_is_clean(b)) {
         log_warn("pool %s: reset of backend %llu failed (%s); closing it", b->pool->cfg.pool_logging_name,
                  (unsigned long long)b->id, message ? message : "not idle");
@@ -41,10 +42,20 @@ static void on_ended_txn(tp_backend *b, bool ok, const char *sqlstate, const cha
     discard_or_checkin(b, b->pool->cfg.pool_mode == CONFIG_POOL_MODE_SESSION);
 }
 
+static void on_deallocated(tp_backend *b, bool ok, const char *sqlstate, const char *message)
+{
+    if (!ok || !backend_is_clean(b)) {
+        pools_backend_gone(b->pool, b, false);
+        return;
+    }
+    pools_checkin(b->pool, b);
+}
+
 void backend_release(tp_backend *b, bool session_end)
 {
     tp_pool *p = b->pool;
     b->client = NULL;
+    b->expects.count = 0; /* a clean backend owes no answers */
     if (b->dead || b->state == BACKEND_CLOSING) return;
     if (b->pending_syncs > 0 || b->in_copy || b->query_cb) {
         /* The client left mid-query: only closing is safe (SQLAlchemy's
@@ -67,6 +78,15 @@ void backend_release(tp_backend *b, bool session_end)
             return;
         }
         if (backend_query(b, sql, on_ended_txn) < 0 && b->state != BACKEND_CLOSING)
+            pools_backend_gone(p, b, false);
+        return;
+    }
+    if (b->prepared.stale && !session_end) {
+        /* A plan went stale under a schema change: start its statements
+         * afresh, so the next execution re-prepares instead of failing. */
+        b->prepared.count = 0;
+        b->prepared.stale = false;
+        if (backend_query(b, "DEALLOCATE ALL", on_deallocated) < 0 && b->state != BACKEND_CLOSING)
             pools_backend_gone(p, b, false);
         return;
     }

@@ -406,11 +406,9 @@ class DriverTests(h.TestCase):
             return await asyncio.wait_for(asyncio.gather(*(work(i) for i in range(n_conns))), timeout=60)
         return asyncio.run(main())
 
-    # asyncpg prepares named statements (Parse "__asyncpg_stmt_N__" + Sync,
-    # then Bind/Execute + Sync later). SPEC §4 says tidepool re-prepares them
-    # on whichever backend serves the client; until that lands this fails
-    # with 26000 "prepared statement ... does not exist" (tracked separately).
-    @unittest.expectedFailure
+    # asyncpg prepares every statement under its own name (Parse + Describe,
+    # then Bind/Execute + Sync later); tidepool re-prepares them on whichever
+    # backend serves the client (SPEC §4).
     def test_asyncpg_concurrent_prepared(self):
         self.assertEqual(sorted(self.run_asyncpg()), [0, 1, 2, 3])
 

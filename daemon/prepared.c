@@ -1,0 +1,402 @@
+/* prepared.c: named prepared statements across backends (see prepared.h). */
+#include "daemon/prepared.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/backend.h"
+#include "daemon/client.h"
+#include "daemon/log.h"
+#include "daemon/pools.h"
+
+/* ---- containers ---- */
+
+void stmts_clear(tp_stmts *s)
+{
+    for (size_t i = 0; i < s->count; i++) {
+        free(s->items[i].name);
+        free(s->items[i].rest);
+    }
+    free(s->items);
+    memset(s, 0, sizeof *s);
+}
+
+void expects_clear(tp_expects *q)
+{
+    free(q->items);
+    memset(q, 0, sizeof *q);
+}
+
+void prepared_clear(tp_prepared *p)
+{
+    free(p->hashes);
+    memset(p, 0, sizeof *p);
+}
+
+static tp_stmt *stmt_find(tp_stmts *s, const char *name)
+{
+    for (size_t i = 0; i < s->count; i++)
+        if (strcmp(s->items[i].name, name) == 0) return &s->items[i];
+    return NULL;
+}
+
+static void stmt_remove(tp_stmts *s, const char *name)
+{
+    tp_stmt *st = stmt_find(s, name);
+    if (!st) return;
+    free(st->name);
+    free(st->rest);
+    *st = s->items[--s->count];
+}
+
+static int stmt_put(tp_stmts *s, const char *name, uint64_t hash, const uint8_t *rest, size_t rest_len)
+{
+    uint8_t *copy = malloc(rest_len ? rest_len : 1);
+    if (!copy) return -1;
+    memcpy(copy, rest, rest_len);
+    tp_stmt *st = stmt_find(s, name);
+    if (st) {
+        free(st->rest);
+    } else {
+        if (s->count == s->cap) {
+            size_t cap = s->cap ? s->cap * 2 : 8;
+            tp_stmt *n = realloc(s->items, cap * sizeof *n);
+            if (!n) {
+                free(copy);
+                return -1;
+            }
+            s->items = n;
+            s->cap = cap;
+        }
+        st = &s->items[s->count];
+        st->name = strdup(name);
+        if (!st->name) {
+            free(copy);
+            return -1;
+        }
+        s->count++;
+    }
+    st->hash = hash;
+    st->rest = copy;
+    st->rest_len = rest_len;
+    return 0;
+}
+
+static int expect_push(tp_backend *b, uint8_t kind, uint64_t hash)
+{
+    tp_expects *q = &b->expects;
+    if (q->count == q->cap) {
+        size_t cap = q->cap ? q->cap * 2 : 16;
+        tp_expect *n = malloc(cap * sizeof *n);
+        if (!n) return -1;
+        for (size_t i = 0; i < q->count; i++) n[i] = q->items[(q->head + i) % q->cap];
+        free(q->items);
+        q->items = n;
+        q->cap = cap;
+        q->head = 0;
+    }
+    q->items[(q->head + q->count) % q->cap] = (tp_expect){kind, hash};
+    q->count++;
+    return 0;
+}
+
+static tp_expect *expect_head(tp_backend *b)
+{
+    return b->expects.count ? &b->expects.items[b->expects.head] : NULL;
+}
+
+static void expect_pop(tp_backend *b)
+{
+    tp_expects *q = &b->expects;
+    if (!q->count) return;
+    q->head = (q->head + 1) % q->cap;
+    q->count--;
+}
+
+/* ---- a backend's prepared statements (LRU order, most recent last) ---- */
+
+static bool has_stmt(tp_backend *b, uint64_t hash)
+{
+    tp_prepared *p = &b->prepared;
+    for (size_t i = 0; i < p->count; i++)
+        if (p->hashes[i] == hash) {
+            memmove(&p->hashes[i], &p->hashes[i + 1], (p->count - i - 1) * sizeof *p->hashes);
+            p->hashes[p->count - 1] = hash;
+            return true;
+        }
+    return false;
+}
+
+static void forget_stmt(tp_backend *b, uint64_t hash)
+{
+    tp_prepared *p = &b->prepared;
+    for (size_t i = 0; i < p->count; i++)
+        if (p->hashes[i] == hash) {
+            memmove(&p->hashes[i], &p->hashes[i + 1], (p->count - i - 1) * sizeof *p->hashes);
+            p->count--;
+            return;
+        }
+}
+
+static void server_name(uint64_t hash, char out[24])
+{
+    snprintf(out, 24, "tp_%016llx", (unsigned long long)hash);
+}
+
+static int send_close(tp_backend *b, uint64_t hash)
+{
+    char name[24];
+    server_name(hash, name);
+    proto_buf pb;
+    proto_buf_init(&pb);
+    proto_build_close(&pb, 'S', name);
+    int rc = pb.failed ? -1 : backend_send(b, pb.data, pb.len);
+    proto_buf_free(&pb);
+    if (rc == 0) rc = expect_push(b, SWALLOW_CLOSE, 0);
+    return rc;
+}
+
+/* Record hash as prepared on b, closing the least recently used statement
+ * when the backend holds max_prepared_statements already. */
+static int add_stmt(tp_backend *b, uint64_t hash)
+{
+    tp_prepared *p = &b->prepared;
+    size_t max = b->pool->cfg.max_prepared_statements > 0 ? (size_t)b->pool->cfg.max_prepared_statements : 1;
+    while (p->count >= max) {
+        uint64_t victim = p->hashes[0];
+        memmove(&p->hashes[0], &p->hashes[1], (p->count - 1) * sizeof *p->hashes);
+        p->count--;
+        if (send_close(b, victim) < 0) return -1;
+    }
+    if (p->count == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 16;
+        uint64_t *n = realloc(p->hashes, cap * sizeof *n);
+        if (!n) return -1;
+        p->hashes = n;
+        p->cap = cap;
+    }
+    p->hashes[p->count++] = hash;
+    return 0;
+}
+
+static int send_parse(tp_backend *b, const tp_stmt *st, uint8_t kind)
+{
+    char name[24];
+    server_name(st->hash, name);
+    if (add_stmt(b, st->hash) < 0) return -1;
+    proto_buf pb;
+    proto_buf_init(&pb);
+    proto_buf_begin(&pb, 'P');
+    proto_buf_put_str(&pb, name);
+    proto_buf_put_bytes(&pb, st->rest, st->rest_len);
+    proto_buf_end(&pb);
+    int rc = pb.failed ? -1 : backend_send(b, pb.data, pb.len);
+    proto_buf_free(&pb);
+    if (rc == 0) rc = expect_push(b, kind, st->hash);
+    return rc;
+}
+
+/* The statement must exist on b before a Bind or Describe uses it. */
+static int ensure_prepared(tp_backend *b, const tp_stmt *st)
+{
+    if (has_stmt(b, st->hash)) return 0;
+    return send_parse(b, st, SWALLOW_PARSE);
+}
+
+static uint64_t hash_bytes(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/* ---- client -> backend ---- */
+
+bool prepared_needs_whole(uint8_t type)
+{
+    return type == 'P' || type == 'B' || type == 'D' || type == 'C' || type == 'E' || type == 'S';
+}
+
+int prepared_note_query(tp_backend *b) { return expect_push(b, EXPECT_QUERY, 0); }
+
+static int send_raw(tp_backend *b, const uint8_t *msg, size_t total, uint8_t kind)
+{
+    if (backend_send(b, msg, total) < 0) return -1;
+    return kind ? expect_push(b, kind, 0) : 0;
+}
+
+/* Send `msg` with the statement name at body offset `at` (of length
+ * `old_len`) replaced by the server name of `st`. */
+static int send_renamed(tp_backend *b, uint8_t type, const uint8_t *body, size_t body_len, size_t at,
+                        size_t old_len, const tp_stmt *st, uint8_t kind)
+{
+    char name[24];
+    server_name(st->hash, name);
+    proto_buf pb;
+    proto_buf_init(&pb);
+    proto_buf_begin(&pb, type);
+    proto_buf_put_bytes(&pb, body, at);
+    proto_buf_put_str(&pb, name);
+    proto_buf_put_bytes(&pb, body + at + old_len + 1, body_len - at - old_len - 1);
+    proto_buf_end(&pb);
+    int rc = pb.failed ? -1 : backend_send(b, pb.data, pb.len);
+    proto_buf_free(&pb);
+    if (rc == 0) rc = expect_push(b, kind, 0);
+    return rc;
+}
+
+int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uint8_t *msg, size_t total)
+{
+    proto_msg m = {type, msg + 5, (uint32_t)(total - 5), total};
+    const uint8_t *body = m.body;
+    int rc;
+    switch (type) {
+    case 'P': {
+        const char *stmt, *query;
+        if (proto_parse_parse(&m, &stmt, &query) != PROTO_COMPLETE || stmt[0] == '\0')
+            return send_raw(b, msg, total, EXPECT_PARSE); /* PostgreSQL judges it */
+        size_t skip = strlen(stmt) + 1;
+        const uint8_t *rest = body + skip;
+        size_t rest_len = m.body_len - skip;
+        uint64_t hash = hash_bytes(rest, rest_len);
+        if (stmt_put(&c->stmts, stmt, hash, rest, rest_len) < 0) return -1;
+        const tp_stmt *st = stmt_find(&c->stmts, stmt);
+        if (has_stmt(b, hash)) rc = expect_push(b, FAKE_PARSE, 0);
+        else rc = send_parse(b, st, EXPECT_PARSE);
+        break;
+    }
+    case 'B': {
+        const char *portal, *stmt;
+        tp_stmt *st;
+        if (proto_parse_bind(&m, &portal, &stmt) != PROTO_COMPLETE || stmt[0] == '\0' ||
+            !(st = stmt_find(&c->stmts, stmt)))
+            return send_raw(b, msg, total, EXPECT_BIND);
+        if (ensure_prepared(b, st) < 0) return -1;
+        rc = send_renamed(b, 'B', body, m.body_len, strlen(portal) + 1, strlen(stmt), st, EXPECT_BIND);
+        break;
+    }
+    case 'D':
+    case 'C': {
+        char kind;
+        const char *name;
+        tp_stmt *st;
+        uint8_t expect = type == 'D' ? EXPECT_DESCRIBE : EXPECT_CLOSE;
+        if (proto_parse_close_describe(&m, &kind, &name) != PROTO_COMPLETE || kind != 'S' || name[0] == '\0')
+            return send_raw(b, msg, total, expect);
+        if (type == 'C') {
+            /* The statement stays prepared on the backend for reuse; the
+             * client's name is forgotten and its Close answered here. */
+            stmt_remove(&c->stmts, name);
+            rc = expect_push(b, FAKE_CLOSE, 0);
+            break;
+        }
+        if (!(st = stmt_find(&c->stmts, name))) return send_raw(b, msg, total, expect);
+        if (ensure_prepared(b, st) < 0) return -1;
+        rc = send_renamed(b, 'D', body, m.body_len, 1, strlen(name), st, EXPECT_DESCRIBE);
+        break;
+    }
+    case 'E':
+        rc = send_raw(b, msg, total, EXPECT_EXECUTE);
+        break;
+    case 'S':
+        rc = send_raw(b, msg, total, EXPECT_SYNC);
+        break;
+    default:
+        rc = send_raw(b, msg, total, 0);
+        break;
+    }
+    if (rc == 0) prepared_flush_fakes(b);
+    return rc;
+}
+
+int prepared_register(tp_client *c, const uint8_t *msg, size_t total)
+{
+    proto_msg m = {'P', msg + 5, (uint32_t)(total - 5), total};
+    const char *stmt, *query;
+    if (proto_parse_parse(&m, &stmt, &query) != PROTO_COMPLETE || stmt[0] == '\0') return 0;
+    size_t skip = strlen(stmt) + 1;
+    const uint8_t *rest = m.body + skip;
+    size_t rest_len = m.body_len - skip;
+    return stmt_put(&c->stmts, stmt, hash_bytes(rest, rest_len), rest, rest_len) < 0 ? -1 : 1;
+}
+
+/* ---- backend -> client ---- */
+
+void prepared_flush_fakes(tp_backend *b)
+{
+    tp_expect *h;
+    while (b->client && (h = expect_head(b)) && (h->kind == FAKE_PARSE || h->kind == FAKE_CLOSE)) {
+        uint8_t msg[5] = {h->kind == FAKE_PARSE ? '1' : '3', 0, 0, 0, 4};
+        expect_pop(b);
+        if (client_send(b->client, msg, sizeof msg) < 0) return;
+    }
+}
+
+/* Everything up to the Sync is skipped by PostgreSQL after an error: forget
+ * statements whose Parse will now never run. */
+static void drop_to_sync(tp_backend *b)
+{
+    tp_expect *h;
+    while ((h = expect_head(b)) && h->kind != EXPECT_SYNC && h->kind != EXPECT_QUERY) {
+        if ((h->kind == EXPECT_PARSE || h->kind == SWALLOW_PARSE) && h->hash) forget_stmt(b, h->hash);
+        expect_pop(b);
+    }
+}
+
+bool prepared_backend_message(tp_backend *b, uint8_t type, const char *sqlstate, const char *message)
+{
+    if (b->expects.count == 0) return false;
+    prepared_flush_fakes(b);
+    tp_expect *h = expect_head(b);
+    if (!h) return false;
+    bool drop = false;
+    switch (type) {
+    case '1':
+        if (h->kind == EXPECT_PARSE || h->kind == SWALLOW_PARSE) {
+            drop = h->kind == SWALLOW_PARSE;
+            expect_pop(b);
+        }
+        break;
+    case '2':
+        if (h->kind == EXPECT_BIND) expect_pop(b);
+        break;
+    case '3':
+        if (h->kind == EXPECT_CLOSE || h->kind == SWALLOW_CLOSE) {
+            drop = h->kind == SWALLOW_CLOSE;
+            expect_pop(b);
+        }
+        break;
+    case 'T':
+    case 'n':
+        if (h->kind == EXPECT_DESCRIBE) expect_pop(b);
+        break;
+    case 'C':
+    case 'I':
+    case 's':
+        if (h->kind == EXPECT_EXECUTE) expect_pop(b);
+        break;
+    case 'E':
+        if (sqlstate && strcmp(sqlstate, "0A000") == 0 && message &&
+            strstr(message, "cached plan must not change result type"))
+            b->prepared.stale = true;
+        if (h->kind != EXPECT_QUERY) drop_to_sync(b);
+        break;
+    case 'Z':
+        drop_to_sync(b);
+        expect_pop(b);
+        break;
+    default:
+        break;
+    }
+    return drop;
+}
+
+void prepared_client_dropped_all(tp_client *c, tp_backend *b)
+{
+    stmts_clear(&c->stmts);
+    b->prepared.count = 0;
+}

@@ -1,0 +1,98 @@
+/* prepared.h: protocol-level named prepared statements in transaction mode.
+ *
+ * A client's named statements live in tidepool, not on a backend: each is
+ * remembered (name -> query and parameter types) and prepared on whichever
+ * backend serves the client, under a server-side name derived from its text
+ * ("tp_" + hash), so clients sharing a backend share the statement and names
+ * never collide. Each backend keeps a bounded set of what it has prepared.
+ *
+ * Responses are kept in order with a queue per backend of what each message
+ * sent will answer: a Parse the backend already has is not sent and its
+ * ParseComplete is made up at its place in the stream; a Parse tidepool adds
+ * before a Bind has its ParseComplete swallowed; a client's Close of a named
+ * statement is answered by tidepool. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/proto.h"
+
+typedef struct tp_client tp_client;
+typedef struct tp_backend tp_backend;
+
+/* A client's named statement. */
+typedef struct tp_stmt {
+    char *name;         /* the client's name */
+    uint64_t hash;      /* of the Parse body after the name (query, types) */
+    uint8_t *rest;      /* Parse body after the name: query\0 int16 n, types */
+    size_t rest_len;
+} tp_stmt;
+
+typedef struct tp_stmts {
+    tp_stmt *items;
+    size_t count, cap;
+} tp_stmts;
+
+/* What one message sent to a backend will answer. */
+typedef enum {
+    EXPECT_PARSE = 1, /* ParseComplete or ErrorResponse */
+    EXPECT_BIND,      /* BindComplete */
+    EXPECT_DESCRIBE,  /* RowDescription or NoData (after ParameterDescription) */
+    EXPECT_EXECUTE,   /* CommandComplete, EmptyQueryResponse or PortalSuspended */
+    EXPECT_CLOSE,     /* CloseComplete */
+    EXPECT_SYNC,      /* ReadyForQuery */
+    EXPECT_QUERY,     /* ReadyForQuery (simple Query, FunctionCall) */
+    FAKE_PARSE,       /* send the client a ParseComplete here */
+    FAKE_CLOSE,       /* send the client a CloseComplete here */
+    SWALLOW_PARSE,    /* tidepool's own Parse: drop its ParseComplete */
+    SWALLOW_CLOSE,    /* tidepool's own Close: drop its CloseComplete */
+} expect_kind;
+
+typedef struct tp_expect {
+    uint8_t kind;
+    uint64_t hash; /* statement of a Parse, to forget it if the Parse fails */
+} tp_expect;
+
+typedef struct tp_expects {
+    tp_expect *items; /* ring buffer */
+    size_t head, count, cap;
+} tp_expects;
+
+/* A backend's prepared statements (server side), least recently used first. */
+typedef struct tp_prepared {
+    uint64_t *hashes;
+    size_t count, cap;
+    bool stale; /* a plan went stale ("cached plan must not change result
+                   type"): DEALLOCATE ALL before it is lent again */
+} tp_prepared;
+
+void stmts_clear(tp_stmts *s);
+void expects_clear(tp_expects *q);
+void prepared_clear(tp_prepared *p);
+
+/* Client -> backend, transaction mode: send one whole message of the client
+ * (type and body), rewriting statement names and adding what the backend
+ * lacks. Returns 0, or -1 when the link failed or memory ran out. */
+int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uint8_t *msg,
+                            size_t total) __attribute__((warn_unused_result));
+/* Remember a named Parse without a backend (a Parse+Sync alone, as
+ * PQprepare sends): 1 when remembered, 0 when not a named statement, -1 when
+ * out of memory. It is prepared on a backend at its first Bind or Describe,
+ * where PostgreSQL then judges it. */
+int prepared_register(tp_client *c, const uint8_t *msg, size_t total) __attribute__((warn_unused_result));
+/* Whether a client message type goes through the above (whole). */
+bool prepared_needs_whole(uint8_t type);
+/* A simple Query or FunctionCall is being sent (streamed): its answer ends
+ * at ReadyForQuery. */
+int prepared_note_query(tp_backend *b) __attribute__((warn_unused_result));
+
+/* Backend -> client: a message of `type` starts (the body is not needed).
+ * Sends any made-up responses due before it, pops what it answers, and says
+ * whether to drop it. `sqlstate`/`message` are given for ErrorResponse. */
+bool prepared_backend_message(tp_backend *b, uint8_t type, const char *sqlstate, const char *message);
+/* After a complete message: send any made-up responses now due. */
+void prepared_flush_fakes(tp_backend *b);
+/* The client ran DEALLOCATE ALL or DISCARD ALL. */
+void prepared_client_dropped_all(tp_client *c, tp_backend *b);
