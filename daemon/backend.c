@@ -258,7 +258,7 @@ static void finish_internal_query(tp_backend *b)
  * recorded values are no longer known, so mark them unknown; the next sync
  * then sets or resets each of them for whichever client comes next. */
 #define UNKNOWN_VALUE "\x01unknown"
-static void forget_unreported_params(tp_backend *b)
+void backend_forget_unreported_params(tp_backend *b)
 {
     for (size_t i = 0; i < b->params.count; i++) {
         if (client_param_is_reported(b->params.items[i].name)) continue;
@@ -324,7 +324,7 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
         if (relaying(b) && proto_parse_cstring(m, &tag) == PROTO_COMPLETE) {
             if (b->pool->cfg.echo != CONFIG_ECHO_OFF) client_echo_done(b->client, tag, false);
             if (strcmp(tag, "SET") == 0 || strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0)
-                forget_unreported_params(b);
+                backend_forget_unreported_params(b);
             /* ParameterStatus of the reset follows; the client's own values
              * are put back after them, at ReadyForQuery. */
             if (strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0) b->client->reset_pending = true;

@@ -45,6 +45,7 @@ struct tp_backend {
     tp_client *client;   /* the client it is lent to (or connecting for), or NULL */
     backend_state state;
     bool dead;           /* the link failed; backend_died is closing it */
+    bool discard_after_reset; /* backend_release: DISCARD ALL once out of the transaction */
     uint64_t id;         /* tidepool's number for logs */
     int pid;             /* PostgreSQL backend pid */
 
@@ -104,6 +105,9 @@ void backend_resume_reading(tp_backend *b);
 /* True when it may be lent or kept: idle status, nothing pending. */
 bool backend_is_clean(const tp_backend *b);
 size_t backend_out_queue(const tp_backend *b);
+/* Settings PostgreSQL does not report changed (SET/RESET/DISCARD): mark
+ * their recorded values unknown so the next sync sets or resets them. */
+void backend_forget_unreported_params(tp_backend *b);
 /* Write what is queued now (flush.c calls it). */
 void backend_flush(tp_backend *b);
 const char *backend_state_to_str(backend_state s);

@@ -395,6 +395,56 @@ void client_echo_done(tp_client *c, const char *tag, bool error)
              error ? "ERROR " : "", tag, ms);
 }
 
+static const char *pin_reason(unsigned pins)
+{
+    if (pins & PROTO_SQL_LISTEN) return "LISTEN";
+    if (pins & PROTO_SQL_ADVISORY) return "advisory lock";
+    if (pins & PROTO_SQL_TEMP) return "temporary object";
+    if (pins & PROTO_SQL_CURSOR) return "WITH HOLD cursor";
+    if (pins & PROTO_SQL_PREPARE) return "SQL PREPARE";
+    return "session SET";
+}
+
+static void set_pins(tp_client *c, unsigned pins)
+{
+    if (!c->pins == !pins) {
+        c->pins = pins;
+        return;
+    }
+    if (pins) {
+        c->pool->pinned++;
+        log_info("pool %s: client %llu pinned to its backend (%s)", c->pool->cfg.pool_logging_name,
+                 (unsigned long long)c->id, pin_reason(pins));
+    } else {
+        c->pool->pinned--;
+        log_info("pool %s: client %llu no longer pinned", c->pool->cfg.pool_logging_name,
+                 (unsigned long long)c->id);
+    }
+    c->pins = pins;
+}
+
+/* Session state the statement creates keeps the client on its backend
+ * (pins it) until the state is gone; nothing of it reaches other clients. */
+static void note_session_effects(tp_client *c, uint8_t type, const uint8_t *p, size_t total)
+{
+    proto_msg m;
+    const char *sql = NULL, *stmt = NULL;
+    if (proto_read_msg(p, total, MAX_CLIENT_MSG, &m, NULL, NULL) != PROTO_COMPLETE) return;
+    if (type == 'Q' ? proto_parse_cstring(&m, &sql) : proto_parse_parse(&m, &stmt, &sql)) return;
+    unsigned f = proto_sql_session_effects(sql, strlen(sql));
+    if (!f) return;
+    unsigned pins = c->pins;
+    if (f & PROTO_SQL_DISCARD_ALL) pins = 0;
+    if (f & PROTO_SQL_RESET_ALL) pins &= ~(unsigned)PROTO_SQL_SET;
+    if (f & PROTO_SQL_UNLISTEN_ALL) pins &= ~(unsigned)PROTO_SQL_LISTEN;
+    if (f & PROTO_SQL_DISCARD_TEMP) pins &= ~(unsigned)PROTO_SQL_TEMP;
+    if (f & PROTO_SQL_DEALLOCATE_ALL) pins &= ~(unsigned)PROTO_SQL_PREPARE;
+    if (f & PROTO_SQL_CLOSE_ALL) pins &= ~(unsigned)PROTO_SQL_CURSOR;
+    if (f & PROTO_SQL_ADVISORY_UNLOCK_ALL) pins &= ~(unsigned)PROTO_SQL_ADVISORY;
+    pins |= f & PROTO_SQL_CREATES_STATE;
+    set_pins(c, pins);
+}
+
 /* Forward what is buffered to the linked backend, framing messages. */
 void client_process_input(tp_client *c)
 {
@@ -421,17 +471,21 @@ void client_process_input(tp_client *c)
                 client_close(c);
                 return;
             }
-            if ((type == 'Q' || type == 'P') && c->pool->cfg.echo != CONFIG_ECHO_OFF) {
+            bool tracked = transaction_mode(c);
+            bool echo = c->pool->cfg.echo != CONFIG_ECHO_OFF;
+            if ((type == 'Q' || type == 'P') && (echo || tracked)) {
                 if (avail < total && total <= ECHO_WHOLE_LIMIT) {
                     if (!tp_buf_reserve(&c->in, total - avail)) {
                         client_fatal(c, "53200", "out of memory");
                         return;
                     }
-                    break; /* wait for the whole statement to log it */
+                    break; /* wait for the whole statement to log and scan it */
                 }
-                if (avail >= total) echo_start(c, type, p, total);
+                if (avail >= total) {
+                    if (echo) echo_start(c, type, p, total);
+                    if (tracked) note_session_effects(c, type, p, total);
+                }
             }
-            bool tracked = transaction_mode(c);
             if (tracked && prepared_needs_whole(type) && avail < total) {
                 if (!tp_buf_reserve(&c->in, total - avail)) {
                     client_fatal(c, "53200", "out of memory");
@@ -668,8 +722,9 @@ void client_on_ready(tp_client *c)
     tp_backend *b = c->backend;
     if (!b || c->state != CLIENT_ACTIVE) return;
     if (!backend_is_clean(b) || c->pass_remaining > 0 || c->unsynced) return;
-    if (!transaction_mode(c)) {
-        /* Session mode keeps its backend, unless the daemon is stopping. */
+    if (!transaction_mode(c) || c->pins) {
+        /* Session mode (or a pinned client) keeps its backend, unless the
+         * daemon is stopping. */
         if (tp.stopping) client_fatal(c, "57P01", "terminating connection due to administrator command");
         return;
     }
@@ -715,13 +770,14 @@ static void client_close(tp_client *c)
     client_auth_clear(c);
     if (c->pool) {
         if (was == CLIENT_LOGIN_WAIT || was == CLIENT_WAITING) pools_cancel_checkout(c->pool, c);
+        if (c->pins) c->pool->pinned--;
         c->pool->clients--;
     }
     tp_backend *b = c->backend;
     c->backend = NULL;
     if (b) {
         b->client = NULL;
-        backend_release(b, !transaction_mode(c));
+        backend_release(b, !transaction_mode(c) || c->pins);
     }
     if (c->prev) c->prev->next = c->next;
     else tp.clients = c->next;

@@ -71,6 +71,8 @@ typedef struct tp_client {
     bool backend_full;            /* backpressure: the backend's queue is full */
     bool eof;                     /* the peer closed its side */
     bool logged_in;
+    unsigned pins;                /* PROTO_SQL_* session state keeping it on its
+                                     backend in transaction mode (0 = not pinned) */
     bool reset_pending;           /* RESET/DISCARD ALL ran: restore startup params at ReadyForQuery */               /* its first ReadyForQuery was sent */
     double connected_at;
     char *echo_sql;               /* echo: the statement running, for its log line */

@@ -23,6 +23,7 @@ typedef struct tp_pool {
     tp_backend *backends;    /* every backend of the pool (all states) */
     int n_backends;
     uint64_t clients;        /* clients connected to this pool */
+    int pinned;              /* clients pinned to their backend by session state */
     tp_params server_params; /* reported parameters of its first backend,
                                 told to clients at login in transaction mode */
 } tp_pool;

@@ -11,7 +11,8 @@
 
 static void on_discarded(tp_backend *b, bool ok, const char *sqlstate, const char *message)
 {
-    b->prepared.count = 0; /* DISCARD ALL dropped them */
+    b->prepared.count = 0; /* DISCARD ALL dropped them, and every setting */
+    backend_forget_unreported_params(b);
     if (!ok || !backend_is_clean(b)) {
         log_warn("pool %s: reset of backend %llu failed (%s); closing it", b->pool->cfg.pool_logging_name,
                  (unsigned long long)b->id, message ? message : "not idle");
@@ -39,7 +40,7 @@ static void on_ended_txn(tp_backend *b, bool ok, const char *sqlstate, const cha
         pools_backend_gone(b->pool, b, false);
         return;
     }
-    discard_or_checkin(b, b->pool->cfg.pool_mode == CONFIG_POOL_MODE_SESSION);
+    discard_or_checkin(b, b->discard_after_reset);
 }
 
 static void on_deallocated(tp_backend *b, bool ok, const char *sqlstate, const char *message)
@@ -56,6 +57,7 @@ void backend_release(tp_backend *b, bool session_end)
     tp_pool *p = b->pool;
     b->client = NULL;
     b->expects.count = 0; /* a clean backend owes no answers */
+    b->discard_after_reset = session_end;
     if (b->dead || b->state == BACKEND_CLOSING) return;
     if (b->pending_syncs > 0 || b->in_copy || b->query_cb) {
         /* The client left mid-query: only closing is safe (SQLAlchemy's

@@ -177,3 +177,25 @@ void proto_build_data_row(proto_buf *b, size_t n, const char *const *values);
 void proto_build_parse(proto_buf *b, const char *stmt, const char *query,
                        size_t n_types, const uint32_t *types);
 void proto_build_close(proto_buf *b, char kind, const char *name); /* 'C' (client) */
+
+/* ---- SQL scanning (proto_sql.c) ---- */
+
+/* What the statements of a query string do to session state. */
+enum {
+    PROTO_SQL_SET = 1u << 0,        /* session SET / RESET x / set_config / LOAD */
+    PROTO_SQL_LISTEN = 1u << 1,
+    PROTO_SQL_ADVISORY = 1u << 2,   /* a session-level advisory lock */
+    PROTO_SQL_TEMP = 1u << 3,       /* CREATE TEMP … */
+    PROTO_SQL_CURSOR = 1u << 4,     /* DECLARE … WITH HOLD */
+    PROTO_SQL_PREPARE = 1u << 5,    /* SQL-level PREPARE */
+    PROTO_SQL_SET_REPORTED = 1u << 7, /* SET of a reported setting (TimeZone …): follows the client */
+    PROTO_SQL_RESET_ALL = 1u << 8,
+    PROTO_SQL_UNLISTEN_ALL = 1u << 9,
+    PROTO_SQL_DISCARD_ALL = 1u << 10,
+    PROTO_SQL_DISCARD_TEMP = 1u << 11,
+    PROTO_SQL_DEALLOCATE_ALL = 1u << 12,
+    PROTO_SQL_CLOSE_ALL = 1u << 13,
+    PROTO_SQL_ADVISORY_UNLOCK_ALL = 1u << 14,
+};
+#define PROTO_SQL_CREATES_STATE 0x7fu
+unsigned proto_sql_session_effects(const char *sql, size_t len);

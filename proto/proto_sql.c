@@ -1,0 +1,206 @@
+/* proto_sql.c: a small SQL scanner that tells which statements of a query
+ * string create or drop session state a backend keeps for its session (SET,
+ * LISTEN, session advisory locks, temp objects, WITH HOLD cursors, SQL-level
+ * PREPARE) — what transaction pooling cannot move to another backend. It
+ * skips comments, string literals (including E'' and dollar quotes) and
+ * quoted identifiers, splits statements at top-level semicolons, and looks at
+ * the leading keywords of each and at the function names it calls. It errs on
+ * the side of reporting state: a false report only keeps a client on its
+ * backend longer. */
+#include <ctype.h>
+#include <stdbool.h>
+#include <string.h>
+#include <strings.h>
+
+#include "proto/proto.h"
+
+#define MAX_WORDS 6
+
+typedef struct scan {
+    const char *p;
+    const char *end;
+} scan;
+
+/* Skip blanks, comments, literals; stop at a word, ';' or other char. */
+static void skip_noise(scan *s)
+{
+    for (;;) {
+        while (s->p < s->end && isspace((unsigned char)*s->p)) s->p++;
+        if (s->p + 1 < s->end && s->p[0] == '-' && s->p[1] == '-') {
+            while (s->p < s->end && *s->p != '\n') s->p++;
+            continue;
+        }
+        if (s->p + 1 < s->end && s->p[0] == '/' && s->p[1] == '*') {
+            int depth = 0;
+            while (s->p + 1 < s->end) {
+                if (s->p[0] == '/' && s->p[1] == '*') {
+                    depth++;
+                    s->p += 2;
+                } else if (s->p[0] == '*' && s->p[1] == '/') {
+                    s->p += 2;
+                    if (--depth == 0) break;
+                } else {
+                    s->p++;
+                }
+            }
+            if (depth > 0) s->p = s->end;
+            continue;
+        }
+        return;
+    }
+}
+
+/* Skip a literal or quoted identifier starting at s->p; false if none. */
+static bool skip_quoted(scan *s)
+{
+    const char *p = s->p;
+    if (p < s->end && (*p == 'E' || *p == 'e') && p + 1 < s->end && p[1] == '\'') p++;
+    if (p < s->end && (*p == '\'' || *p == '"')) {
+        char q = *p++;
+        bool backslash = s->p[0] != q; /* E'' strings use backslash escapes */
+        while (p < s->end) {
+            if (backslash && *p == '\\' && p + 1 < s->end) {
+                p += 2;
+                continue;
+            }
+            if (*p == q) {
+                if (p + 1 < s->end && p[1] == q) {
+                    p += 2;
+                    continue;
+                }
+                p++;
+                break;
+            }
+            p++;
+        }
+        s->p = p;
+        return true;
+    }
+    if (p < s->end && *p == '$') {
+        /* $tag$ ... $tag$ */
+        const char *t = p + 1;
+        while (t < s->end && (isalnum((unsigned char)*t) || *t == '_')) t++;
+        if (t < s->end && *t == '$') {
+            size_t tag_len = (size_t)(t - p + 1);
+            const char *q = t + 1;
+            while (q + tag_len <= s->end && memcmp(q, p, tag_len) != 0) q++;
+            s->p = q + tag_len <= s->end ? q + tag_len : s->end;
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool word_is(const char *w, size_t n, const char *kw)
+{
+    return strlen(kw) == n && strncasecmp(w, kw, n) == 0;
+}
+
+typedef struct stmt_words {
+    const char *w[MAX_WORDS];
+    size_t n[MAX_WORDS];
+    int count;
+} stmt_words;
+
+static bool lead(const stmt_words *sw, int i, const char *kw)
+{
+    return i < sw->count && word_is(sw->w[i], sw->n[i], kw);
+}
+
+/* Settings PostgreSQL reports with ParameterStatus: a change to them is
+ * seen by the pooler and can follow the client to any backend. */
+static bool is_reported_setting(const stmt_words *sw, int i)
+{
+    static const char *const names[] = {"application_name", "client_encoding", "datestyle",
+                                        "intervalstyle", "timezone", "standard_conforming_strings",
+                                        "names", NULL};
+    if (lead(sw, i, "time") && lead(sw, i + 1, "zone")) return true;
+    for (int k = 0; names[k]; k++)
+        if (lead(sw, i, names[k])) return true;
+    return false;
+}
+
+static unsigned judge_statement(const stmt_words *sw, unsigned calls)
+{
+    unsigned f = calls;
+    if (lead(sw, 0, "set")) {
+        int i = lead(sw, 1, "session") && !lead(sw, 2, "characteristics") ? 2 : 1;
+        if (lead(sw, 1, "local") || lead(sw, 1, "transaction") || lead(sw, 1, "constraints")) {
+            /* lasts only for the transaction */
+        } else if (is_reported_setting(sw, i)) {
+            f |= PROTO_SQL_SET_REPORTED;
+        } else {
+            f |= PROTO_SQL_SET;
+        }
+    } else if (lead(sw, 0, "reset")) {
+        f |= lead(sw, 1, "all") ? PROTO_SQL_RESET_ALL : PROTO_SQL_SET; /* RESET x: still a change */
+    } else if (lead(sw, 0, "listen")) {
+        f |= PROTO_SQL_LISTEN;
+    } else if (lead(sw, 0, "unlisten")) {
+        if (sw->count == 1) f |= PROTO_SQL_UNLISTEN_ALL; /* "UNLISTEN *": '*' is not a word */
+    } else if (lead(sw, 0, "discard")) {
+        if (lead(sw, 1, "all")) f |= PROTO_SQL_DISCARD_ALL;
+        else if (lead(sw, 1, "temp") || lead(sw, 1, "temporary")) f |= PROTO_SQL_DISCARD_TEMP;
+    } else if (lead(sw, 0, "create")) {
+        int i = 1;
+        if (lead(sw, i, "or") && lead(sw, i + 1, "replace")) i += 2;
+        if (lead(sw, i, "global") || lead(sw, i, "local")) i++;
+        if (lead(sw, i, "temp") || lead(sw, i, "temporary")) f |= PROTO_SQL_TEMP;
+    } else if (lead(sw, 0, "declare")) {
+        f |= PROTO_SQL_CURSOR; /* WITH HOLD is checked by the caller's words scan */
+    } else if (lead(sw, 0, "prepare")) {
+        if (!lead(sw, 1, "transaction")) f |= PROTO_SQL_PREPARE;
+    } else if (lead(sw, 0, "deallocate")) {
+        if (lead(sw, 1, "all") || (lead(sw, 1, "prepare") && lead(sw, 2, "all"))) f |= PROTO_SQL_DEALLOCATE_ALL;
+    } else if (lead(sw, 0, "close")) {
+        if (lead(sw, 1, "all")) f |= PROTO_SQL_CLOSE_ALL;
+    } else if (lead(sw, 0, "load")) {
+        f |= PROTO_SQL_SET;
+    }
+    return f;
+}
+
+unsigned proto_sql_session_effects(const char *sql, size_t len)
+{
+    scan s = {sql, sql + len};
+    unsigned flags = 0, calls = 0;
+    stmt_words sw = {.count = 0};
+    bool hold = false, with = false;
+    for (;;) {
+        skip_noise(&s);
+        if (s.p >= s.end || *s.p == ';') {
+            unsigned f = judge_statement(&sw, calls);
+            if ((f & PROTO_SQL_CURSOR) && !hold) f &= ~PROTO_SQL_CURSOR;
+            flags |= f;
+            if (s.p >= s.end) break;
+            s.p++;
+            sw.count = 0;
+            calls = 0;
+            hold = with = false;
+            continue;
+        }
+        if (skip_quoted(&s)) continue;
+        if (isalpha((unsigned char)*s.p) || *s.p == '_') {
+            const char *w = s.p;
+            while (s.p < s.end && (isalnum((unsigned char)*s.p) || *s.p == '_' || *s.p == '$')) s.p++;
+            size_t n = (size_t)(s.p - w);
+            if (sw.count < MAX_WORDS) {
+                sw.w[sw.count] = w;
+                sw.n[sw.count] = n;
+                sw.count++;
+            }
+            if (word_is(w, n, "hold") && with) hold = true;
+            with = word_is(w, n, "with");
+            if (word_is(w, n, "pg_advisory_lock") || word_is(w, n, "pg_advisory_lock_shared") ||
+                word_is(w, n, "pg_try_advisory_lock") || word_is(w, n, "pg_try_advisory_lock_shared"))
+                calls |= PROTO_SQL_ADVISORY;
+            else if (word_is(w, n, "pg_advisory_unlock_all"))
+                calls |= PROTO_SQL_ADVISORY_UNLOCK_ALL;
+            else if (word_is(w, n, "set_config"))
+                calls |= PROTO_SQL_SET; /* may be is_local = true; counted anyway */
+            continue;
+        }
+        s.p++;
+    }
+    return flags;
+}

@@ -1,0 +1,80 @@
+/* test_sql.c: the SQL scanner that finds session state (proto_sql.c). */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/proto.h"
+
+static unsigned fx(const char *sql) { return proto_sql_session_effects(sql, strlen(sql)); }
+
+START_TEST(test_set)
+{
+    ck_assert_uint_eq(fx("SET search_path = foo"), PROTO_SQL_SET);
+    ck_assert_uint_eq(fx("set TimeZone to 'UTC'"), PROTO_SQL_SET_REPORTED);
+    ck_assert_uint_eq(fx("SET TIME ZONE 'UTC'"), PROTO_SQL_SET_REPORTED);
+    ck_assert_uint_eq(fx("SET application_name = 'x'"), PROTO_SQL_SET_REPORTED);
+    ck_assert_uint_eq(fx("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"), PROTO_SQL_SET);
+    ck_assert_uint_eq(fx("SET SESSION work_mem = '8MB'"), PROTO_SQL_SET);
+    ck_assert_uint_eq(fx("SET LOCAL work_mem = '8MB'"), 0);
+    ck_assert_uint_eq(fx("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE"), 0);
+    ck_assert_uint_eq(fx("select set_config('a.b', 'c', false)"), PROTO_SQL_SET);
+    ck_assert_uint_eq(fx("RESET work_mem"), PROTO_SQL_SET);
+    ck_assert_uint_eq(fx("RESET ALL"), PROTO_SQL_RESET_ALL);
+}
+END_TEST
+
+START_TEST(test_other_state)
+{
+    ck_assert_uint_eq(fx("LISTEN chan"), PROTO_SQL_LISTEN);
+    ck_assert_uint_eq(fx("UNLISTEN *"), PROTO_SQL_UNLISTEN_ALL);
+    ck_assert_uint_eq(fx("UNLISTEN chan"), 0);
+    ck_assert_uint_eq(fx("SELECT pg_advisory_lock(1)"), PROTO_SQL_ADVISORY);
+    ck_assert_uint_eq(fx("SELECT pg_try_advisory_lock(1, 2)"), PROTO_SQL_ADVISORY);
+    ck_assert_uint_eq(fx("SELECT pg_advisory_xact_lock(1)"), 0);
+    ck_assert_uint_eq(fx("SELECT pg_advisory_unlock_all()"), PROTO_SQL_ADVISORY_UNLOCK_ALL);
+    ck_assert_uint_eq(fx("CREATE TEMP TABLE t (x int)"), PROTO_SQL_TEMP);
+    ck_assert_uint_eq(fx("create global temporary table t (x int)"), PROTO_SQL_TEMP);
+    ck_assert_uint_eq(fx("CREATE TABLE t (x int)"), 0);
+    ck_assert_uint_eq(fx("DECLARE c CURSOR WITH HOLD FOR SELECT 1"), PROTO_SQL_CURSOR);
+    ck_assert_uint_eq(fx("DECLARE c CURSOR FOR SELECT 1"), 0);
+    ck_assert_uint_eq(fx("PREPARE p AS SELECT 1"), PROTO_SQL_PREPARE);
+    ck_assert_uint_eq(fx("PREPARE TRANSACTION 'x'"), 0);
+    ck_assert_uint_eq(fx("DEALLOCATE ALL"), PROTO_SQL_DEALLOCATE_ALL);
+    ck_assert_uint_eq(fx("DISCARD ALL"), PROTO_SQL_DISCARD_ALL);
+    ck_assert_uint_eq(fx("DISCARD TEMP"), PROTO_SQL_DISCARD_TEMP);
+    ck_assert_uint_eq(fx("CLOSE ALL"), PROTO_SQL_CLOSE_ALL);
+}
+END_TEST
+
+START_TEST(test_noise_is_skipped)
+{
+    ck_assert_uint_eq(fx("SELECT 'SET x = 1; LISTEN y'"), 0);
+    ck_assert_uint_eq(fx("SELECT $$pg_advisory_lock(1)$$"), 0);
+    ck_assert_uint_eq(fx("SELECT $a$ ; LISTEN z $a$"), 0);
+    ck_assert_uint_eq(fx("-- LISTEN x\nSELECT 1"), 0);
+    ck_assert_uint_eq(fx("/* LISTEN /* nested */ x */ SELECT 1"), 0);
+    ck_assert_uint_eq(fx("SELECT \"listen\" FROM t"), 0);
+    ck_assert_uint_eq(fx("SELECT E'\\' ; LISTEN x'"), 0);
+    ck_assert_uint_eq(fx("/* c */ LISTEN x"), PROTO_SQL_LISTEN);
+    ck_assert_uint_eq(fx("SELECT 1; SET a.b = 1; SELECT 2"), PROTO_SQL_SET);
+    ck_assert_uint_eq(fx("BEGIN; LISTEN a; COMMIT"), PROTO_SQL_LISTEN);
+    ck_assert_uint_eq(fx(""), 0);
+    ck_assert_uint_eq(fx("'unterminated"), 0);
+    ck_assert_uint_eq(fx("$$unterminated"), 0);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("sql");
+    TCase *tc = tcase_create("session_effects");
+    tcase_add_test(tc, test_set);
+    tcase_add_test(tc, test_other_state);
+    tcase_add_test(tc, test_noise_is_skipped);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
