@@ -3,7 +3,7 @@
 tidepool, with Debian's SQLAlchemy 1.4 and psycopg2.
 
 One pool per pool_mode in MODES, all in front of the same database; each mode
-runs the whole tutorial. Transaction pooling is one more word in MODES.
+runs the whole tutorial.
 """
 
 import contextlib
@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.pool import NullPool  # noqa: E402
 
 # Add "transaction" once transaction pooling lands.
-MODES = ["session"]
+MODES = ["session", "transaction"]
 
 
 class SQLAlchemyTutorial(h.TestCase):
