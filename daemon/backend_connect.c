@@ -22,13 +22,6 @@
 
 #define MAX_CONN_KEYWORDS 64
 
-/* Parameters PostgreSQL 15 reports with ParameterStatus (GUC_REPORT). */
-static const char *const reported_params[] = {
-    "application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
-    "in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser",
-    "server_encoding", "server_version", "session_authorization",
-    "standard_conforming_strings", "TimeZone", NULL};
-
 static uint64_t next_backend_id;
 
 tp_backend *backend_alloc(tp_pool *p)
@@ -129,9 +122,9 @@ static void on_connected(tp_backend *b)
             b->ssl = ssl;
         }
     }
-    for (int i = 0; reported_params[i]; i++) {
-        const char *v = PQparameterStatus(b->conn, reported_params[i]);
-        if (v && params_set(&b->params, reported_params[i], v) < 0) {
+    for (int i = 0; params_reported[i]; i++) {
+        const char *v = PQparameterStatus(b->conn, params_reported[i]);
+        if (v && params_set(&b->params, params_reported[i], v) < 0) {
             connect_failed(b, "out of memory");
             return;
         }

@@ -30,16 +30,7 @@ static bool in_list(const char *const *names, const char *name)
     return false;
 }
 
-/* Reported with ParameterStatus by PostgreSQL 15 (GUC_REPORT). */
-bool client_param_is_reported(const char *name)
-{
-    static const char *const names[] = {
-        "application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
-        "in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser",
-        "server_encoding", "server_version", "session_authorization",
-        "standard_conforming_strings", "TimeZone", NULL};
-    return in_list(names, name);
-}
+bool client_param_is_reported(const char *name) { return params_is_reported(name); }
 
 /* Reported parameters a client may set; the others describe the server or
  * follow from the pool's configuration. */

@@ -75,3 +75,16 @@ int params_copy(tp_params *dst, const tp_params *src)
         if (params_set(dst, src->items[i].name, src->items[i].value) < 0) return -1;
     return 0;
 }
+
+const char *const params_reported[] = {
+    "application_name", "client_encoding", "DateStyle", "default_transaction_read_only",
+    "in_hot_standby", "integer_datetimes", "IntervalStyle", "is_superuser",
+    "server_encoding", "server_version", "session_authorization",
+    "standard_conforming_strings", "TimeZone", NULL};
+
+bool params_is_reported(const char *name)
+{
+    for (int i = 0; params_reported[i]; i++)
+        if (strcasecmp(params_reported[i], name) == 0) return true;
+    return false;
+}

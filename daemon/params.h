@@ -22,3 +22,8 @@ int params_set(tp_params *p, const char *name, const char *value) __attribute__(
 void params_remove(tp_params *p, const char *name);
 void params_clear(tp_params *p);
 int params_copy(tp_params *dst, const tp_params *src) __attribute__((warn_unused_result));
+
+/* Parameters PostgreSQL 15 reports with ParameterStatus (GUC_REPORT),
+ * NULL-terminated; and whether `name` is one of them. */
+extern const char *const params_reported[];
+bool params_is_reported(const char *name);
