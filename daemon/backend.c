@@ -288,6 +288,7 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
             return 0;
         }
         if (forward(b, raw, m->total_len) < 0) return 0;
+        if (b->client && b->client->pending_set_name) client_on_set_done(b->client, NULL);
         if (b->client && b->client->reset_pending) {
             b->client->reset_pending = false;
             client_on_session_reset(b->client);
@@ -325,6 +326,7 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
             if (b->pool->cfg.echo != CONFIG_ECHO_OFF) client_echo_done(b->client, tag, false);
             if (strcmp(tag, "SET") == 0 || strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0)
                 backend_forget_unreported_params(b);
+            if (strcmp(tag, "SET") == 0) client_on_set_done(b->client, b);
             /* ParameterStatus of the reset follows; the client's own values
              * are put back after them, at ReadyForQuery. */
             if (strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0) b->client->reset_pending = true;

@@ -381,7 +381,6 @@ static void echo_start(tp_client *c, uint8_t type, const uint8_t *p, size_t tota
     if (proto_read_msg(p, total, MAX_CLIENT_MSG, &m, NULL, NULL) != PROTO_COMPLETE) return;
     if (type == 'Q' ? proto_parse_cstring(&m, &sql) : proto_parse_parse(&m, &stmt, &sql)) return;
     free(c->echo_sql);
-    stmts_clear(&c->stmts);
     c->echo_sql = strdup(sql);
     c->echo_started = tp_now();
 }
@@ -431,7 +430,54 @@ static void note_session_effects(tp_client *c, uint8_t type, const uint8_t *p, s
     const char *sql = NULL, *stmt = NULL;
     if (proto_read_msg(p, total, MAX_CLIENT_MSG, &m, NULL, NULL) != PROTO_COMPLETE) return;
     if (type == 'Q' ? proto_parse_cstring(&m, &sql) : proto_parse_parse(&m, &stmt, &sql)) return;
-    unsigned f = proto_sql_session_effects(sql, strlen(sql));
+    char name[128];
+    if (type == 'Q' && proto_sql_reset_name(sql, strlen(sql), name, sizeof name)) {
+        /* Back to the session default (psycopg2 sends "SET
+         * default_transaction_isolation TO DEFAULT"): no state of the
+         * client's own; its startup value, if any, is set again at the next
+         * sync. */
+        if (!client_param_is_reported(name)) {
+            const char *startup = params_get(&c->startup, name);
+            if (startup ? params_set(&c->params, name, startup) < 0 : (params_remove(&c->params, name), 0)) {
+                client_fatal(c, "53200", "out of memory");
+                return;
+            }
+            params_remove(&c->backend->params, name);
+        }
+        return;
+    }
+    char value[512];
+    if ((type == 'Q' || stmt[0] == '\0') && c->backend->txn_status == 'I' &&
+        proto_sql_simple_set(sql, strlen(sql), name, sizeof name, value, sizeof value) &&
+        !client_param_is_reported(name)) {
+        /* "SET x = v" outside a transaction (JDBC's extra_float_digits):
+         * once it succeeds, x = v follows the client like a startup
+         * parameter, instead of pinning it. */
+        free(c->pending_set_name);
+        free(c->pending_set_value);
+        c->pending_set_name = strdup(name);
+        c->pending_set_value = strdup(value);
+        return;
+    }
+    /* A named statement runs at its Binds (which apply its effects), not here. */
+    if (type == 'P' && stmt[0] != '\0') return;
+    client_apply_session_effects(c, proto_sql_session_effects(sql, strlen(sql)));
+}
+
+void client_on_set_done(tp_client *c, tp_backend *b)
+{
+    /* b NULL: the statement ended without "SET" (it failed): forget it. */
+    if (b && c->pending_set_name && c->pending_set_value &&
+        (params_set(&c->params, c->pending_set_name, c->pending_set_value) < 0 ||
+         params_set(&b->params, c->pending_set_name, c->pending_set_value) < 0))
+        client_fatal(c, "53200", "out of memory");
+    free(c->pending_set_name);
+    free(c->pending_set_value);
+    c->pending_set_name = c->pending_set_value = NULL;
+}
+
+void client_apply_session_effects(tp_client *c, unsigned f)
+{
     if (!f) return;
     unsigned pins = c->pins;
     if (f & PROTO_SQL_DISCARD_ALL) pins = 0;
@@ -443,6 +489,20 @@ static void note_session_effects(tp_client *c, uint8_t type, const uint8_t *p, s
     if (f & PROTO_SQL_ADVISORY_UNLOCK_ALL) pins &= ~(unsigned)PROTO_SQL_ADVISORY;
     pins |= f & PROTO_SQL_CREATES_STATE;
     set_pins(c, pins);
+}
+
+/* A Query "DEALLOCATE name" of a protocol-level statement of the client's
+ * (psycopg 3 does this when its statement cache turns over). */
+static int deallocate_own_statement(tp_client *c, tp_backend *b, const uint8_t *p, size_t total)
+{
+    proto_msg m;
+    const char *sql;
+    char name[128];
+    if (proto_read_msg(p, total, MAX_CLIENT_MSG, &m, NULL, NULL) != PROTO_COMPLETE ||
+        proto_parse_cstring(&m, &sql) != PROTO_COMPLETE ||
+        !proto_sql_deallocate_name(sql, strlen(sql), name, sizeof name))
+        return 0;
+    return prepared_deallocate(c, b, name);
 }
 
 /* Forward what is buffered to the linked backend, framing messages. */
@@ -504,6 +564,17 @@ void client_process_input(tp_client *c)
                     return;
                 }
                 continue;
+            }
+            if (tracked && type == 'Q' && avail >= total) {
+                int r = deallocate_own_statement(c, b, p, total);
+                if (r < 0) {
+                    if (c->state != CLIENT_CLOSING) client_on_backend_lost(c, "could not send to the server");
+                    return;
+                }
+                if (r > 0) {
+                    tp_buf_consume(&c->in, total);
+                    continue;
+                }
             }
             if (tracked && (type == 'Q' || type == 'F') && prepared_note_query(b) < 0) {
                 client_fatal(c, "53200", "out of memory");
@@ -662,6 +733,14 @@ static void handle_input(tp_client *c)
 
 void client_on_session_reset(tp_client *c)
 {
+    /* Settings it SET itself are gone; its startup ones are back. */
+    for (size_t i = 0; i < c->params.count;) {
+        const char *name = c->params.items[i].name;
+        if (!client_param_is_reported(name) && !params_get(&c->startup, name))
+            params_remove(&c->params, name);
+        else
+            i++;
+    }
     for (size_t i = 0; i < c->startup.count; i++)
         if (params_set(&c->params, c->startup.items[i].name, c->startup.items[i].value) < 0) {
             client_fatal(c, "53200", "out of memory");
@@ -753,6 +832,8 @@ static void on_client_closed(uv_handle_t *h)
     free(c->user);
     free(c->database);
     free(c->echo_sql);
+    free(c->pending_set_name);
+    free(c->pending_set_value);
     stmts_clear(&c->stmts);
     free(c);
     server_maybe_finish();

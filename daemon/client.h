@@ -73,7 +73,9 @@ typedef struct tp_client {
     bool logged_in;
     unsigned pins;                /* PROTO_SQL_* session state keeping it on its
                                      backend in transaction mode (0 = not pinned) */
-    bool reset_pending;           /* RESET/DISCARD ALL ran: restore startup params at ReadyForQuery */               /* its first ReadyForQuery was sent */
+    bool reset_pending;
+    char *pending_set_name;       /* a simple SET sent outside a transaction: */
+    char *pending_set_value;      /* becomes its own parameter when it succeeds */           /* RESET/DISCARD ALL ran: restore startup params at ReadyForQuery */               /* its first ReadyForQuery was sent */
     double connected_at;
     char *echo_sql;               /* echo: the statement running, for its log line */
     double echo_started;
@@ -93,6 +95,12 @@ int client_send(tp_client *c, const void *data, size_t len) __attribute__((warn_
 void client_on_ready(tp_client *c);
 /* The client ran RESET or DISCARD ALL: its parameters are its startup ones again. */
 void client_on_session_reset(tp_client *c);
+/* Statements with these PROTO_SQL_* session effects are being run: pin or
+ * unpin the client (transaction mode). */
+void client_apply_session_effects(tp_client *c, unsigned effects);
+/* Its backend reported CommandComplete "SET" (b), or ReadyForQuery (NULL): a
+ * pending simple SET took, or did not. */
+void client_on_set_done(tp_client *c, tp_backend *b);
 /* echo: a statement finished with this command tag (or error). */
 void client_echo_done(tp_client *c, const char *tag, bool error);
 /* Close with a FATAL error (sqlstate may be NULL: close silently). */

@@ -80,6 +80,7 @@ static int stmt_put(tp_stmts *s, const char *name, uint64_t hash, const uint8_t 
     st->hash = hash;
     st->rest = copy;
     st->rest_len = rest_len;
+    st->effects = proto_sql_session_effects((const char *)rest, strnlen((const char *)rest, rest_len));
     return 0;
 }
 
@@ -257,8 +258,29 @@ int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uin
     switch (type) {
     case 'P': {
         const char *stmt, *query;
-        if (proto_parse_parse(&m, &stmt, &query) != PROTO_COMPLETE || stmt[0] == '\0')
+        if (proto_parse_parse(&m, &stmt, &query) != PROTO_COMPLETE)
             return send_raw(b, msg, total, EXPECT_PARSE); /* PostgreSQL judges it */
+        if (stmt[0] == '\0') {
+            char name[128];
+            tp_stmt *own;
+            if (!proto_sql_deallocate_name(query, strlen(query), name, sizeof name) ||
+                !(own = stmt_find(&c->stmts, name)))
+                return send_raw(b, msg, total, EXPECT_PARSE);
+            /* "DEALLOCATE name" of one of its statements (psycopg 3's cache
+             * turning over): deallocate the server name instead. */
+            if (ensure_prepared(b, own) < 0) return -1;
+            char sql[40];
+            snprintf(sql, sizeof sql, "DEALLOCATE tp_%016llx", (unsigned long long)own->hash);
+            forget_stmt(b, own->hash);
+            stmt_remove(&c->stmts, name);
+            proto_buf pb;
+            proto_buf_init(&pb);
+            proto_build_parse(&pb, "", sql, 0, NULL);
+            rc = pb.failed ? -1 : backend_send(b, pb.data, pb.len);
+            proto_buf_free(&pb);
+            if (rc == 0) rc = expect_push(b, EXPECT_PARSE, 0);
+            break;
+        }
         size_t skip = strlen(stmt) + 1;
         const uint8_t *rest = body + skip;
         size_t rest_len = m.body_len - skip;
@@ -275,6 +297,7 @@ int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uin
         if (proto_parse_bind(&m, &portal, &stmt) != PROTO_COMPLETE || stmt[0] == '\0' ||
             !(st = stmt_find(&c->stmts, stmt)))
             return send_raw(b, msg, total, EXPECT_BIND);
+        if (st->effects) client_apply_session_effects(c, st->effects);
         if (ensure_prepared(b, st) < 0) return -1;
         rc = send_renamed(b, 'B', body, m.body_len, strlen(portal) + 1, strlen(stmt), st, EXPECT_BIND);
         break;
@@ -322,6 +345,26 @@ int prepared_register(tp_client *c, const uint8_t *msg, size_t total)
     const uint8_t *rest = m.body + skip;
     size_t rest_len = m.body_len - skip;
     return stmt_put(&c->stmts, stmt, hash_bytes(rest, rest_len), rest, rest_len) < 0 ? -1 : 1;
+}
+
+int prepared_deallocate(tp_client *c, tp_backend *b, const char *name)
+{
+    tp_stmt *st = stmt_find(&c->stmts, name);
+    if (!st) return 0;
+    /* The backend answers DEALLOCATE itself, so the client gets exactly what
+     * PostgreSQL would send; the statement is prepared first if need be. */
+    if (ensure_prepared(b, st) < 0) return -1;
+    char sql[40];
+    snprintf(sql, sizeof sql, "DEALLOCATE tp_%016llx", (unsigned long long)st->hash);
+    forget_stmt(b, st->hash);
+    stmt_remove(&c->stmts, name);
+    proto_buf pb;
+    proto_buf_init(&pb);
+    proto_build_query(&pb, sql);
+    int rc = pb.failed ? -1 : backend_send(b, pb.data, pb.len);
+    proto_buf_free(&pb);
+    if (rc == 0) rc = expect_push(b, EXPECT_QUERY, 0);
+    return rc < 0 ? -1 : 1;
 }
 
 /* ---- backend -> client ---- */

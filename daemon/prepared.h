@@ -28,6 +28,7 @@ typedef struct tp_stmt {
     uint64_t hash;      /* of the Parse body after the name (query, types) */
     uint8_t *rest;      /* Parse body after the name: query\0 int16 n, types */
     size_t rest_len;
+    unsigned effects;   /* PROTO_SQL_* session effects of its query, applied at each Bind */
 } tp_stmt;
 
 typedef struct tp_stmts {
@@ -82,6 +83,10 @@ int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uin
  * out of memory. It is prepared on a backend at its first Bind or Describe,
  * where PostgreSQL then judges it. */
 int prepared_register(tp_client *c, const uint8_t *msg, size_t total) __attribute__((warn_unused_result));
+/* SQL "DEALLOCATE name" of one of the client's protocol-level statements:
+ * sent as a DEALLOCATE of its server name. 1 when done, 0 when `name` is not
+ * one of them, -1 on failure. */
+int prepared_deallocate(tp_client *c, tp_backend *b, const char *name) __attribute__((warn_unused_result));
 /* Whether a client message type goes through the above (whole). */
 bool prepared_needs_whole(uint8_t type);
 /* A simple Query or FunctionCall is being sent (streamed): its answer ends

@@ -199,3 +199,15 @@ enum {
 };
 #define PROTO_SQL_CREATES_STATE 0x7fu
 unsigned proto_sql_session_effects(const char *sql, size_t len);
+/* A query string that is "DEALLOCATE [PREPARE] name" alone: 1 and the
+ * name (lower-cased, as PostgreSQL folds it) in `name`, else 0. */
+int proto_sql_deallocate_name(const char *sql, size_t len, char *name, size_t cap);
+/* "RESET name" or "SET [SESSION] name TO|= DEFAULT" alone: 1 and the name
+ * (lower-cased) in `name`, else 0. The setting goes back to the session's
+ * default, which is no state of the client's own. */
+int proto_sql_reset_name(const char *sql, size_t len, char *name, size_t cap);
+/* "SET [SESSION] name TO|= value" alone, the value one word, number or
+ * plain quoted literal: 1 with the name (lower-cased) and the value as the
+ * server will take it, else 0. Such a setting can follow the client like a
+ * startup parameter instead of pinning it. */
+int proto_sql_simple_set(const char *sql, size_t len, char *name, size_t ncap, char *value, size_t vcap);

@@ -165,18 +165,21 @@ unsigned proto_sql_session_effects(const char *sql, size_t len)
     scan s = {sql, sql + len};
     unsigned flags = 0, calls = 0;
     stmt_words sw = {.count = 0};
-    bool hold = false, with = false;
+    bool hold = false, with = false, on_commit_drop = false;
+    int on_commit = 0; /* words of "ON COMMIT DROP" seen in a row */
     for (;;) {
         skip_noise(&s);
         if (s.p >= s.end || *s.p == ';') {
             unsigned f = judge_statement(&sw, calls);
             if ((f & PROTO_SQL_CURSOR) && !hold) f &= ~PROTO_SQL_CURSOR;
+            if (on_commit_drop) f &= ~PROTO_SQL_TEMP; /* gone at the end of the transaction */
             flags |= f;
             if (s.p >= s.end) break;
             s.p++;
             sw.count = 0;
             calls = 0;
-            hold = with = false;
+            hold = with = on_commit_drop = false;
+            on_commit = 0;
             continue;
         }
         if (skip_quoted(&s)) continue;
@@ -190,6 +193,10 @@ unsigned proto_sql_session_effects(const char *sql, size_t len)
                 sw.count++;
             }
             if (word_is(w, n, "hold") && with) hold = true;
+            if (word_is(w, n, "on")) on_commit = 1;
+            else if (on_commit == 1 && word_is(w, n, "commit")) on_commit = 2;
+            else if (on_commit == 2 && word_is(w, n, "drop")) on_commit_drop = true;
+            else on_commit = 0;
             with = word_is(w, n, "with");
             if (word_is(w, n, "pg_advisory_lock") || word_is(w, n, "pg_advisory_lock_shared") ||
                 word_is(w, n, "pg_try_advisory_lock") || word_is(w, n, "pg_try_advisory_lock_shared"))
@@ -203,4 +210,137 @@ unsigned proto_sql_session_effects(const char *sql, size_t len)
         s.p++;
     }
     return flags;
+}
+
+/* The words of a query string holding a single statement of plain words
+ * ('=' counts as a word, names may hold dots), lower-cased; -1 when it holds
+ * anything else (literals, numbers, several statements, too many words). */
+#define SIMPLE_MAX_WORDS 6
+static int simple_words(const char *sql, size_t len, char w[SIMPLE_MAX_WORDS][128])
+{
+    scan s = {sql, sql + len};
+    int n = 0;
+    for (;;) {
+        skip_noise(&s);
+        if (s.p >= s.end) break;
+        if (*s.p == ';') {
+            s.p++;
+            skip_noise(&s);
+            if (s.p < s.end) return -1;
+            break;
+        }
+        const char *b = s.p;
+        if (*s.p == '=') {
+            s.p++;
+        } else if (isalpha((unsigned char)*s.p) || *s.p == '_') {
+            while (s.p < s.end && (isalnum((unsigned char)*s.p) || *s.p == '_' || *s.p == '$' || *s.p == '.'))
+                s.p++;
+        } else {
+            return -1;
+        }
+        size_t wl = (size_t)(s.p - b);
+        if (n == SIMPLE_MAX_WORDS || wl >= 128) return -1;
+        for (size_t i = 0; i < wl; i++) w[n][i] = (char)tolower((unsigned char)b[i]);
+        w[n][wl] = '\0';
+        n++;
+    }
+    return n;
+}
+
+static int copy_name(const char *nm, char *name, size_t cap)
+{
+    if (strlen(nm) + 1 > cap) return 0;
+    strcpy(name, nm);
+    return 1;
+}
+
+int proto_sql_deallocate_name(const char *sql, size_t len, char *name, size_t cap)
+{
+    char w[SIMPLE_MAX_WORDS][128];
+    int n = simple_words(sql, len, w);
+    if (n < 2 || strcmp(w[0], "deallocate") != 0) return 0;
+    int i = strcmp(w[1], "prepare") == 0 ? 2 : 1;
+    if (n != i + 1 || strcmp(w[i], "all") == 0 || strchr(w[i], '.')) return 0;
+    return copy_name(w[i], name, cap);
+}
+
+int proto_sql_reset_name(const char *sql, size_t len, char *name, size_t cap)
+{
+    char w[SIMPLE_MAX_WORDS][128];
+    int n = simple_words(sql, len, w);
+    if (n == 2 && strcmp(w[0], "reset") == 0 && strcmp(w[1], "all") != 0) return copy_name(w[1], name, cap);
+    if (n < 4 || strcmp(w[0], "set") != 0) return 0;
+    int i = strcmp(w[1], "session") == 0 ? 2 : 1;
+    if (n != i + 3 || strcmp(w[i + 2], "default") != 0) return 0;
+    if (strcmp(w[i + 1], "to") != 0 && strcmp(w[i + 1], "=") != 0) return 0;
+    if (strcmp(w[i], "local") == 0) return 0;
+    return copy_name(w[i], name, cap);
+}
+
+int proto_sql_simple_set(const char *sql, size_t len, char *name, size_t ncap, char *value, size_t vcap)
+{
+    /* The value may be a quoted literal, which simple_words refuses: split
+     * the text at the value first. */
+    scan s = {sql, sql + len};
+    const char *vstart = NULL;
+    int words = 0;
+    bool assign = false;
+    while (!vstart) {
+        skip_noise(&s);
+        if (s.p >= s.end) return 0;
+        if (*s.p == '=') {
+            s.p++;
+            assign = true;
+        } else if (isalpha((unsigned char)*s.p) || *s.p == '_') {
+            const char *b = s.p;
+            while (s.p < s.end && (isalnum((unsigned char)*s.p) || *s.p == '_' || *s.p == '.')) s.p++;
+            words++;
+            if (words >= 2 && (size_t)(s.p - b) == 2 && strncasecmp(b, "to", 2) == 0) assign = true;
+        } else {
+            return 0;
+        }
+        if (assign) {
+            skip_noise(&s);
+            vstart = s.p;
+        }
+        if (words > 4) return 0;
+    }
+    char w[SIMPLE_MAX_WORDS][128];
+    int n = simple_words(sql, (size_t)(vstart - sql), w);
+    /* n counts "set [session] name to|=" */
+    if (n < 3 || strcmp(w[0], "set") != 0) return 0;
+    int i = strcmp(w[1], "session") == 0 ? 2 : 1;
+    if (n != i + 2 || strcmp(w[i], "local") == 0 || strcmp(w[i], "time") == 0) return 0;
+    /* One value: 'literal' (no backslashes), a number or a word. */
+    const char *p = vstart, *e = sql + len;
+    size_t vn = 0;
+    if (p < e && *p == '\'') {
+        p++;
+        for (;;) {
+            if (p >= e || *p == '\\') return 0;
+            if (*p == '\'') {
+                if (p + 1 < e && p[1] == '\'') p++;
+                else break;
+            }
+            if (vn + 1 >= vcap) return 0;
+            value[vn++] = *p++;
+        }
+        p++;
+    } else {
+        while (p < e && (isalnum((unsigned char)*p) || *p == '_' || *p == '.' || *p == '-')) {
+            if (vn + 1 >= vcap) return 0;
+            value[vn++] = *p++;
+        }
+        if (vn == 0) return 0;
+    }
+    value[vn] = '\0';
+    scan t = {p, e};
+    skip_noise(&t);
+    if (t.p < t.end && *t.p == ';') {
+        t.p++;
+        skip_noise(&t);
+    }
+    if (t.p < t.end) return 0;
+    if (strcmp(value, "default") == 0 || strcasecmp(value, "default") == 0) return 0;
+    return copy_name(w[i], name, ncap);
 }

@@ -1394,3 +1394,86 @@ class FaultProxy:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+# ---------------------------------------------------------------------------
+# Helpers for the driver tests (test_drivers_*.py, test_session_state.py)
+# ---------------------------------------------------------------------------
+
+def small_pool(pg, role, password, dbname="inventorydb", pool_size=2, max_overflow=0,
+               pool_timeout=30, **extra):
+    """[pool.NAME] keys of a transaction-mode pool smaller than the number of
+    clients a driver test runs, so their statements cross backends: backends
+    of `role` (create it with create_login_role) on dbname."""
+    keys = {"url": pg.url(dbname, user=role, password=password), "pool_mode": "transaction",
+            "pool_size": pool_size, "max_overflow": max_overflow, "pool_timeout": pool_timeout}
+    keys.update(extra)
+    return keys
+
+
+def crossing_problem(pid_sets, max_backends):
+    """pid_sets: for each client, the set of backend pids (pg_backend_pid())
+    it saw. None when they show what a driver test needs: at most
+    max_backends distinct backends in all, and at least one client served by
+    more than one of them (its statements really crossed backends); else
+    what is wrong."""
+    pid_sets = [set(s) for s in pid_sets]
+    every = set().union(*pid_sets) if pid_sets else set()
+    if len(every) > max_backends:
+        return f"{len(every)} distinct backends served a pool of {max_backends}: {sorted(every)}"
+    if not any(len(s) > 1 for s in pid_sets):
+        return f"no client was served by more than one backend: {pid_sets}"
+    return None
+
+
+def _program_preexec():
+    os.setsid()
+    _die_with_parent()
+
+
+def run_program(argv, timeout=60, env=None, cwd=None, input=None, before_kill=None):
+    """Run argv (a java or node program, npm, pgbench ...) to completion in
+    its own process group with text output; on timeout before_kill() is
+    called (to look at what hangs), then the whole group gets SIGKILL and
+    the result has returncode None and `timed_out` True. Never raises for a
+    failing program. Returns a CompletedProcess (argv, returncode, stdout,
+    stderr) with a `timed_out` attribute."""
+    e = dict(os.environ)
+    e.update(env or {})
+    p = subprocess.Popen(argv, cwd=cwd, env=e, text=True, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE,
+                         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                         preexec_fn=_program_preexec)
+    timed_out = False
+    try:
+        out, err = p.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        if before_kill is not None:
+            with contextlib.suppress(Exception):
+                before_kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(p.pid, signal.SIGKILL)
+        out, err = p.communicate()
+    result = subprocess.CompletedProcess(argv, None if timed_out else p.returncode, out, err)
+    result.timed_out = timed_out
+    return result
+
+
+def log_mark(path):
+    """The current size of a log file (a Cluster's log_path, a Tidepool's
+    log_path), for log_since()."""
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def log_since(path, mark):
+    """The lines a log file got after log_mark() returned mark."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(mark)
+            return f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return []

@@ -35,6 +35,8 @@ START_TEST(test_other_state)
     ck_assert_uint_eq(fx("CREATE TEMP TABLE t (x int)"), PROTO_SQL_TEMP);
     ck_assert_uint_eq(fx("create global temporary table t (x int)"), PROTO_SQL_TEMP);
     ck_assert_uint_eq(fx("CREATE TABLE t (x int)"), 0);
+    ck_assert_uint_eq(fx("CREATE TEMP TABLE t (x int) ON COMMIT DROP"), 0);
+    ck_assert_uint_eq(fx("CREATE TEMP TABLE t (x int) ON COMMIT DELETE ROWS"), PROTO_SQL_TEMP);
     ck_assert_uint_eq(fx("DECLARE c CURSOR WITH HOLD FOR SELECT 1"), PROTO_SQL_CURSOR);
     ck_assert_uint_eq(fx("DECLARE c CURSOR FOR SELECT 1"), 0);
     ck_assert_uint_eq(fx("PREPARE p AS SELECT 1"), PROTO_SQL_PREPARE);
@@ -64,6 +66,71 @@ START_TEST(test_noise_is_skipped)
 }
 END_TEST
 
+START_TEST(test_deallocate_name)
+{
+    char name[64];
+    ck_assert_int_eq(proto_sql_deallocate_name("DEALLOCATE _pg3_1", 17, name, sizeof name), 1);
+    ck_assert_str_eq(name, "_pg3_1");
+    const char *q = "deallocate prepare P_0;";
+    ck_assert_int_eq(proto_sql_deallocate_name(q, strlen(q), name, sizeof name), 1);
+    ck_assert_str_eq(name, "p_0");
+    q = "DEALLOCATE ALL";
+    ck_assert_int_eq(proto_sql_deallocate_name(q, strlen(q), name, sizeof name), 0);
+    q = "DEALLOCATE a; SELECT 1";
+    ck_assert_int_eq(proto_sql_deallocate_name(q, strlen(q), name, sizeof name), 0);
+    q = "SELECT 1";
+    ck_assert_int_eq(proto_sql_deallocate_name(q, strlen(q), name, sizeof name), 0);
+}
+END_TEST
+
+START_TEST(test_reset_name)
+{
+    char name[64];
+    const char *q = "SET default_transaction_isolation TO DEFAULT";
+    ck_assert_int_eq(proto_sql_reset_name(q, strlen(q), name, sizeof name), 1);
+    ck_assert_str_eq(name, "default_transaction_isolation");
+    q = "set session work_mem = default;";
+    ck_assert_int_eq(proto_sql_reset_name(q, strlen(q), name, sizeof name), 1);
+    ck_assert_str_eq(name, "work_mem");
+    q = "RESET myapp.x";
+    ck_assert_int_eq(proto_sql_reset_name(q, strlen(q), name, sizeof name), 1);
+    ck_assert_str_eq(name, "myapp.x");
+    q = "RESET ALL";
+    ck_assert_int_eq(proto_sql_reset_name(q, strlen(q), name, sizeof name), 0);
+    q = "SET work_mem = '8MB'";
+    ck_assert_int_eq(proto_sql_reset_name(q, strlen(q), name, sizeof name), 0);
+    q = "SET LOCAL work_mem TO DEFAULT";
+    ck_assert_int_eq(proto_sql_reset_name(q, strlen(q), name, sizeof name), 0);
+}
+END_TEST
+
+START_TEST(test_simple_set)
+{
+    char name[64], value[64];
+    const char *q = "SET extra_float_digits = 3";
+    ck_assert_int_eq(proto_sql_simple_set(q, strlen(q), name, sizeof name, value, sizeof value), 1);
+    ck_assert_str_eq(name, "extra_float_digits");
+    ck_assert_str_eq(value, "3");
+    q = "set session search_path to 'it''s'";
+    ck_assert_int_eq(proto_sql_simple_set(q, strlen(q), name, sizeof name, value, sizeof value), 1);
+    ck_assert_str_eq(name, "search_path");
+    ck_assert_str_eq(value, "it's");
+    q = "SET work_mem TO '64MB';";
+    ck_assert_int_eq(proto_sql_simple_set(q, strlen(q), name, sizeof name, value, sizeof value), 1);
+    ck_assert_str_eq(value, "64MB");
+    q = "SET search_path = a, b";
+    ck_assert_int_eq(proto_sql_simple_set(q, strlen(q), name, sizeof name, value, sizeof value), 0);
+    q = "SET LOCAL work_mem = '1MB'";
+    ck_assert_int_eq(proto_sql_simple_set(q, strlen(q), name, sizeof name, value, sizeof value), 0);
+    q = "SET work_mem = '1MB'; SELECT 1";
+    ck_assert_int_eq(proto_sql_simple_set(q, strlen(q), name, sizeof name, value, sizeof value), 0);
+    q = "SET work_mem TO DEFAULT";
+    ck_assert_int_eq(proto_sql_simple_set(q, strlen(q), name, sizeof name, value, sizeof value), 0);
+    q = "SET TIME ZONE 'UTC'";
+    ck_assert_int_eq(proto_sql_simple_set(q, strlen(q), name, sizeof name, value, sizeof value), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("sql");
@@ -71,6 +138,9 @@ int main(void)
     tcase_add_test(tc, test_set);
     tcase_add_test(tc, test_other_state);
     tcase_add_test(tc, test_noise_is_skipped);
+    tcase_add_test(tc, test_deallocate_name);
+    tcase_add_test(tc, test_reset_name);
+    tcase_add_test(tc, test_simple_set);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
