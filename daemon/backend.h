@@ -78,6 +78,7 @@ struct tp_backend {
     tp_params params;    /* parameters as this backend has them now */
     tp_expects expects;  /* what the messages sent will answer (transaction mode) */
     tp_prepared prepared; /* statements prepared on it under tidepool's names */
+    tp_replay replay;     /* the batch in flight, kept for a stale-plan retry */
 
     backend_query_cb query_cb; /* internal query in flight (not relayed) */
     char *query_sqlstate;      /* first error of the internal query */

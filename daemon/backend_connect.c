@@ -71,6 +71,7 @@ void backend_free_memory(tp_backend *b)
     params_clear(&b->params);
     expects_clear(&b->expects);
     prepared_clear(&b->prepared);
+    replay_clear(&b->replay);
     free(b);
 }
 

@@ -576,6 +576,7 @@ void client_process_input(tp_client *c)
                     continue;
                 }
             }
+            if (tracked) prepared_no_replay(b);
             if (tracked && (type == 'Q' || type == 'F') && prepared_note_query(b) < 0) {
                 client_fatal(c, "53200", "out of memory");
                 return;

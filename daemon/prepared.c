@@ -28,6 +28,51 @@ void expects_clear(tp_expects *q)
     memset(q, 0, sizeof *q);
 }
 
+void replay_clear(tp_replay *r)
+{
+    free(r->data);
+    memset(r, 0, sizeof *r);
+}
+
+void prepared_no_replay(tp_backend *b) { b->replay.capturing = b->replay.ready = false; }
+
+/* Keep the client's batch while it may need a replay. */
+static void replay_capture(tp_backend *b, uint8_t type, const uint8_t *msg, size_t total, uint64_t hash)
+{
+    tp_replay *r = &b->replay;
+    if (type == 'B' && b->expects.count == 0 && b->txn_status == 'I' && hash) {
+        r->capturing = true;
+        r->ready = false;
+        r->len = 0;
+        r->popped_at = b->expects.popped;
+        r->hash = hash;
+    } else if (!r->capturing || (type != 'B' && type != 'D' && type != 'E' && type != 'S')) {
+        r->capturing = r->ready = false;
+        return;
+    }
+    if (r->len + total > r->cap) {
+        size_t cap = r->cap ? r->cap : 1024;
+        while (cap < r->len + total) cap *= 2;
+        if (cap > 1024 * 1024) {
+            r->capturing = false; /* too big to keep: no replay */
+            return;
+        }
+        uint8_t *n = realloc(r->data, cap);
+        if (!n) {
+            r->capturing = false;
+            return;
+        }
+        r->data = n;
+        r->cap = cap;
+    }
+    memcpy(r->data + r->len, msg, total);
+    r->len += total;
+    if (type == 'S') {
+        r->capturing = false;
+        r->ready = true;
+    }
+}
+
 void prepared_clear(tp_prepared *p)
 {
     free(p->hashes);
@@ -111,6 +156,7 @@ static void expect_pop(tp_backend *b)
 {
     tp_expects *q = &b->expects;
     if (!q->count) return;
+    q->popped++;
     q->head = (q->head + 1) % q->cap;
     q->count--;
 }
@@ -255,6 +301,15 @@ int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uin
     proto_msg m = {type, msg + 5, (uint32_t)(total - 5), total};
     const uint8_t *body = m.body;
     int rc;
+    if (!b->replay.pending) {
+        uint64_t hash = 0;
+        const char *portal, *stmt;
+        tp_stmt *bound;
+        if (type == 'B' && proto_parse_bind(&m, &portal, &stmt) == PROTO_COMPLETE && stmt[0] &&
+            (bound = stmt_find(&c->stmts, stmt)) && has_stmt(b, bound->hash))
+            hash = bound->hash;
+        replay_capture(b, type, msg, total, hash);
+    }
     switch (type) {
     case 'P': {
         const char *stmt, *query;
@@ -390,6 +445,36 @@ static void drop_to_sync(tp_backend *b)
     }
 }
 
+/* Close the stale statement, then feed the kept batch through again: its
+ * Bind prepares the statement anew first. Its Sync was counted once already
+ * and the swallowed ReadyForQuery did not uncount it. */
+static void replay_batch(tp_backend *b)
+{
+    tp_replay *r = &b->replay;
+    tp_client *c = b->client;
+    r->pending = false;
+    r->ready = false;
+    if (!c) return;
+    log_info("pool %s: client %llu: plan gone stale under a schema change; statement prepared again",
+             b->pool->cfg.pool_logging_name, (unsigned long long)c->id);
+    forget_stmt(b, r->hash);
+    uint8_t *batch = r->data;
+    size_t len = r->len;
+    r->data = NULL;
+    r->len = r->cap = 0;
+    if (send_close(b, r->hash) < 0) {
+        free(batch);
+        return;
+    }
+    for (size_t off = 0; off + 5 <= len;) {
+        uint32_t n = ((uint32_t)batch[off + 1] << 24) | ((uint32_t)batch[off + 2] << 16) |
+                     ((uint32_t)batch[off + 3] << 8) | batch[off + 4];
+        if (prepared_client_message(c, b, batch[off], batch + off, (size_t)n + 1) < 0) break;
+        off += (size_t)n + 1;
+    }
+    free(batch);
+}
+
 bool prepared_backend_message(tp_backend *b, uint8_t type, const char *sqlstate, const char *message)
 {
     if (b->expects.count == 0) return false;
@@ -424,13 +509,26 @@ bool prepared_backend_message(tp_backend *b, uint8_t type, const char *sqlstate,
         break;
     case 'E':
         if (sqlstate && strcmp(sqlstate, "0A000") == 0 && message &&
-            strstr(message, "cached plan must not change result type"))
-            b->prepared.stale = true;
+            strstr(message, "cached plan must not change result type")) {
+            if (b->replay.ready && h->kind == EXPECT_BIND && b->expects.popped == b->replay.popped_at) {
+                /* Nothing of the batch reached the client yet: hide the
+                 * error, and send the batch again once the statement is
+                 * prepared afresh (at ReadyForQuery). */
+                b->replay.pending = true;
+                drop = true;
+            } else {
+                b->prepared.stale = true;
+            }
+        }
         if (h->kind != EXPECT_QUERY) drop_to_sync(b);
         break;
     case 'Z':
         drop_to_sync(b);
         expect_pop(b);
+        if (b->replay.pending) {
+            replay_batch(b);
+            drop = true;
+        }
         break;
     default:
         break;

@@ -59,7 +59,21 @@ typedef struct tp_expect {
 typedef struct tp_expects {
     tp_expect *items; /* ring buffer */
     size_t head, count, cap;
+    uint64_t popped;  /* answers received so far (replay bookkeeping) */
 } tp_expects;
+
+/* A batch of Bind/Describe/Execute/Sync kept until it is answered, so that
+ * one whose first Bind meets a stale plan can be sent again after the
+ * statement is prepared afresh (see prepared_backend_message). */
+typedef struct tp_replay {
+    uint8_t *data;        /* the client's messages, as it sent them */
+    size_t len, cap;
+    bool capturing;       /* the batch is still arriving */
+    bool ready;           /* a whole batch (up to Sync) is kept */
+    bool pending;         /* its Bind failed on a stale plan: resend at ReadyForQuery */
+    uint64_t popped_at;   /* tp_expects.popped when the batch began */
+    uint64_t hash;        /* statement of its first Bind */
+} tp_replay;
 
 /* A backend's prepared statements (server side), least recently used first. */
 typedef struct tp_prepared {
@@ -72,6 +86,9 @@ typedef struct tp_prepared {
 void stmts_clear(tp_stmts *s);
 void expects_clear(tp_expects *q);
 void prepared_clear(tp_prepared *p);
+void replay_clear(tp_replay *r);
+/* A client message that cannot be replayed went to the backend. */
+void prepared_no_replay(tp_backend *b);
 
 /* Client -> backend, transaction mode: send one whole message of the client
  * (type and body), rewriting statement names and adding what the backend
