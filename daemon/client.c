@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #include "auth/auth.h"
+#include "daemon/admin.h"
 #include "daemon/backend.h"
 #include "daemon/client_internal.h"
 #include "daemon/flush.h"
@@ -724,6 +725,29 @@ static void handle_input(tp_client *c)
         case CLIENT_ACTIVE:
             client_process_input(c);
             return;
+        case CLIENT_ADMIN: {
+            proto_msg m;
+            const char *why = NULL, *sql = NULL;
+            proto_status s = proto_read_msg(tp_buf_head(&c->in), tp_buf_size(&c->in), 1024 * 1024, &m, NULL, &why);
+            if (s == PROTO_NEED_MORE) return;
+            if (s == PROTO_INVALID) {
+                client_fatal(c, "08P01", why ? why : "invalid message");
+                return;
+            }
+            tp_buf_consume(&c->in, m.total_len);
+            if (m.type == 'X') {
+                client_close(c);
+                return;
+            }
+            if (m.type != 'Q' || proto_parse_cstring(&m, &sql) != PROTO_COMPLETE) {
+                client_error(c, "0A000", "the admin console takes simple queries only");
+                if (m.type == 'S' || m.type == 'Q') (void)send_ready(c);
+                else c->discard_until_sync = m.type != 'S';
+                break;
+            }
+            admin_query(c, sql);
+            break;
+        }
         default:
             /* Waiting for a backend: keep the bytes until there is one. */
             client_stop_reading(c);

@@ -24,6 +24,7 @@ typedef enum {
     CLIENT_ACTIVE,       /* linked to a backend; relaying */
     CLIENT_RELEASING,    /* left; its backend is being reset */
     CLIENT_CLOSING,      /* handle closing; freed in the close callback */
+    CLIENT_ADMIN,        /* on the admin console (virtual database tidepool) */
 } client_state;
 
 typedef struct tp_client {

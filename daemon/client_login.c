@@ -17,6 +17,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "daemon/admin.h"
 #include "daemon/backend.h"
 #include "daemon/client_internal.h"
 #include "daemon/log.h"
@@ -68,6 +69,17 @@ static void send_login_reply(tp_client *c, const tp_params *server, char txn_sta
 
 void client_login(tp_client *c)
 {
+    if (strcmp(c->database, "tidepool") == 0) {
+        if (!admin_user_allowed(c->user)) {
+            char msg[300];
+            snprintf(msg, sizeof msg, "user \"%s\" is not allowed on the admin console (admin_users)", c->user);
+            log_info("client %llu (%s): %s", (unsigned long long)c->id, c->peer, msg);
+            client_fatal(c, "42501", msg);
+            return;
+        }
+        admin_login(c);
+        return;
+    }
     tp_pool *p = pools_find(c->database);
     if (!p) {
         char msg[300];
