@@ -460,6 +460,9 @@ static void on_readable(tp_backend *b)
         }
         b->in.len += (size_t)n;
         budget = (size_t)n >= budget ? 0 : budget - (size_t)n;
+        /* A short read drained the socket (level-triggered: more will be
+         * signalled); TLS may hold decrypted bytes, so it reads on. */
+        if (!b->ssl && (size_t)n < READ_CHUNK) budget = 0;
         if (process_input(b) < 0) {
             backend_died(b, "protocol error from server");
             return;

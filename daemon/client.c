@@ -26,6 +26,7 @@
 #define BACKEND_HIGH_WATER (512 * 1024)
 #define BACKEND_LOW_WATER (64 * 1024)
 #define CLIENT_LOW_WATER (64 * 1024)
+#define WAITING_READ_LIMIT (256 * 1024) /* bytes buffered while waiting for a backend */
 
 static uint64_t next_client_id;
 /* One read buffer for every client: the loop is single-threaded and each
@@ -103,7 +104,15 @@ void client_flush(tp_client *c)
     int rc = write_now(c, tp_buf_head(&c->out), tp_buf_size(&c->out));
     tp_buf_consume(&c->out, tp_buf_size(&c->out));
     tp_buf_shrink_if_empty(&c->out, 16 * 1024);
-    if (rc < 0) client_close(c);
+    if (rc < 0) {
+        client_close(c);
+        return;
+    }
+    /* Everything may have gone out at once, with no on_write to follow:
+     * reading the backend must resume here too, or a paused relay of a
+     * large result would wait forever. */
+    if (c->backend && c->backend->read_paused && client_write_queue(c) < CLIENT_LOW_WATER)
+        backend_resume_reading(c->backend);
 }
 
 #define CLIENT_FLUSH_NOW (256 * 1024)
@@ -686,7 +695,6 @@ static void process_ready(tp_client *c)
         return;
     }
     c->state = CLIENT_WAITING;
-    client_stop_reading(c);
     c->checkout_started = tp_now();
     pools_checkout(c->pool, c);
 }
@@ -749,8 +757,9 @@ static void handle_input(tp_client *c)
             break;
         }
         default:
-            /* Waiting for a backend: keep the bytes until there is one. */
-            client_stop_reading(c);
+            /* Waiting for a backend: keep the bytes until there is one; stop
+             * reading only if the client sends a lot meanwhile. */
+            if (tp_buf_size(&c->in) > WAITING_READ_LIMIT) client_stop_reading(c);
             return;
         }
     }

@@ -45,20 +45,22 @@ static bool is_settable_reported(const char *name)
 
 static void send_login_reply(tp_client *c, const tp_params *server, char txn_status)
 {
-    /* The client's view: its own values, the server's for the rest. */
-    for (size_t i = 0; i < server->count; i++) {
-        const tp_param *sp = &server->items[i];
-        if (client_param_is_reported(sp->name) && !params_get(&c->params, sp->name) &&
-            params_set(&c->params, sp->name, sp->value) < 0) {
-            client_fatal(c, "53200", "out of memory");
-            return;
-        }
-    }
+    /* The client's view: its own values, the server's for the rest. The
+     * server's are not copied into the client (an idle client stays small);
+     * sync falls back to the pool's values for what the client has not set. */
     proto_buf pb;
     proto_buf_init(&pb);
-    for (size_t i = 0; i < c->params.count; i++)
-        if (client_param_is_reported(c->params.items[i].name))
-            proto_build_param_status(&pb, c->params.items[i].name, c->params.items[i].value);
+    for (size_t i = 0; i < server->count; i++) {
+        const tp_param *sp = &server->items[i];
+        if (!client_param_is_reported(sp->name)) continue;
+        const char *own = params_get(&c->params, sp->name);
+        proto_build_param_status(&pb, sp->name, own ? own : sp->value);
+    }
+    for (size_t i = 0; i < c->params.count; i++) {
+        const tp_param *cp = &c->params.items[i];
+        if (client_param_is_reported(cp->name) && !params_get(server, cp->name))
+            proto_build_param_status(&pb, cp->name, cp->value);
+    }
     proto_build_backend_key(&pb, c->key_pid, c->key_secret);
     proto_build_ready(&pb, txn_status);
     int rc = client_send_buf(c, &pb);
@@ -190,6 +192,22 @@ void client_sync_params(tp_client *c)
         append_quoted(&sql, cp->name, '\'');
         proto_buf_append(&sql, ", ", 2);
         append_quoted(&sql, cp->value, '\'');
+        proto_buf_append(&sql, ", false)", 8);
+        sets++;
+    }
+    /* Reported settings the client never set: the pool's own values (another
+     * client's TimeZone must not show). */
+    const tp_params *pool_values = &c->pool->server_params;
+    for (size_t i = 0; i < b->params.count; i++) {
+        const tp_param *bp = &b->params.items[i];
+        if (!is_settable_reported(bp->name) || params_get(&c->params, bp->name)) continue;
+        const char *want = params_get(pool_values, bp->name);
+        if (!want || strcmp(want, bp->value) == 0) continue;
+        proto_buf_append(&sql, sets == 0 ? "SELECT " : ", ", sets == 0 ? 7 : 2);
+        proto_buf_append(&sql, "pg_catalog.set_config(", 22);
+        append_quoted(&sql, bp->name, '\'');
+        proto_buf_append(&sql, ", ", 2);
+        append_quoted(&sql, want, '\'');
         proto_buf_append(&sql, ", false)", 8);
         sets++;
     }
