@@ -178,6 +178,18 @@ static void on_params_synced(tp_backend *b, bool ok, const char *sqlstate, const
     continue_after_sync(c);
 }
 
+/* One more "pg_catalog.set_config(name, value, false)" in a SELECT list. */
+static void append_set_config(proto_buf *sql, int *sets, const char *name, const char *value)
+{
+    proto_buf_append(sql, *sets == 0 ? "SELECT " : ", ", *sets == 0 ? 7 : 2);
+    proto_buf_append(sql, "pg_catalog.set_config(", 22);
+    append_quoted(sql, name, '\'');
+    proto_buf_append(sql, ", ", 2);
+    append_quoted(sql, value, '\'');
+    proto_buf_append(sql, ", false)", 8);
+    (*sets)++;
+}
+
 void client_sync_params(tp_client *c)
 {
     tp_backend *b = c->backend;
@@ -187,13 +199,7 @@ void client_sync_params(tp_client *c)
     for (size_t i = 0; i < c->params.count; i++) {
         const tp_param *cp = &c->params.items[i];
         if (!wants_set(c, b, cp)) continue;
-        proto_buf_append(&sql, sets == 0 ? "SELECT " : ", ", sets == 0 ? 7 : 2);
-        proto_buf_append(&sql, "pg_catalog.set_config(", 22);
-        append_quoted(&sql, cp->name, '\'');
-        proto_buf_append(&sql, ", ", 2);
-        append_quoted(&sql, cp->value, '\'');
-        proto_buf_append(&sql, ", false)", 8);
-        sets++;
+        append_set_config(&sql, &sets, cp->name, cp->value);
     }
     /* Reported settings the client never set: the pool's own values (another
      * client's TimeZone must not show). */
@@ -203,13 +209,7 @@ void client_sync_params(tp_client *c)
         if (!is_settable_reported(bp->name) || params_get(&c->params, bp->name)) continue;
         const char *want = params_get(pool_values, bp->name);
         if (!want || strcmp(want, bp->value) == 0) continue;
-        proto_buf_append(&sql, sets == 0 ? "SELECT " : ", ", sets == 0 ? 7 : 2);
-        proto_buf_append(&sql, "pg_catalog.set_config(", 22);
-        append_quoted(&sql, bp->name, '\'');
-        proto_buf_append(&sql, ", ", 2);
-        append_quoted(&sql, want, '\'');
-        proto_buf_append(&sql, ", false)", 8);
-        sets++;
+        append_set_config(&sql, &sets, bp->name, want);
     }
     for (size_t i = 0; i < b->params.count; i++) {
         const tp_param *bp = &b->params.items[i];
