@@ -296,6 +296,18 @@ static int send_renamed(tp_backend *b, uint8_t type, const uint8_t *body, size_t
     return rc;
 }
 
+/* The client deallocates one of its statements: make sure the backend has
+ * it, write "DEALLOCATE <server name>" into sql, and forget it on both sides
+ * (st is freed). */
+static int deallocate_sql(tp_client *c, tp_backend *b, tp_stmt *st, char sql[40])
+{
+    if (ensure_prepared(b, st) < 0) return -1;
+    snprintf(sql, 40, "DEALLOCATE tp_%016llx", (unsigned long long)st->hash);
+    forget_stmt(b, st->hash);
+    stmt_remove(&c->stmts, st->name);
+    return 0;
+}
+
 int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uint8_t *msg, size_t total)
 {
     proto_msg m = {type, msg + 5, (uint32_t)(total - 5), total};
@@ -323,11 +335,8 @@ int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uin
                 return send_raw(b, msg, total, EXPECT_PARSE);
             /* "DEALLOCATE name" of one of its statements (psycopg 3's cache
              * turning over): deallocate the server name instead. */
-            if (ensure_prepared(b, own) < 0) return -1;
             char sql[40];
-            snprintf(sql, sizeof sql, "DEALLOCATE tp_%016llx", (unsigned long long)own->hash);
-            forget_stmt(b, own->hash);
-            stmt_remove(&c->stmts, name);
+            if (deallocate_sql(c, b, own, sql) < 0) return -1;
             proto_buf pb;
             proto_buf_init(&pb);
             proto_build_parse(&pb, "", sql, 0, NULL);
@@ -408,11 +417,8 @@ int prepared_deallocate(tp_client *c, tp_backend *b, const char *name)
     if (!st) return 0;
     /* The backend answers DEALLOCATE itself, so the client gets exactly what
      * PostgreSQL would send; the statement is prepared first if need be. */
-    if (ensure_prepared(b, st) < 0) return -1;
     char sql[40];
-    snprintf(sql, sizeof sql, "DEALLOCATE tp_%016llx", (unsigned long long)st->hash);
-    forget_stmt(b, st->hash);
-    stmt_remove(&c->stmts, name);
+    if (deallocate_sql(c, b, st, sql) < 0) return -1;
     proto_buf pb;
     proto_buf_init(&pb);
     proto_build_query(&pb, sql);
