@@ -131,3 +131,64 @@ const char *config_isolation_to_str(config_isolation i); /* "" for DEFAULT */
 const char *config_echo_to_str(config_echo e);
 const char *config_auth_type_to_str(config_auth_type a);
 const char *config_log_level_to_str(config_log_level l);
+
+/* ---- the keys, for SHOW CONFIG and reload (config_keys.c) ---------------- */
+
+/* What a reload does with a changed key. */
+typedef enum {
+    CONFIG_RELOAD_LIVE = 0,     /* applied at once */
+    CONFIG_RELOAD_NEW_BACKENDS, /* it changes what a backend is: the pool's
+                                   backends are retired as DISPOSE does and new
+                                   ones use the new value */
+    CONFIG_RELOAD_RESTART,      /* kept until tidepool restarts */
+} config_reload_effect;
+
+typedef struct config_key_info {
+    const char *name;
+    bool pool;         /* a pool key (else a [tidepool] key) */
+    const char *dflt;  /* the default as written in a file; "" = none */
+    config_reload_effect reload;
+} config_key_info;
+
+/* Every key, [tidepool] keys first, in the order of the docs. */
+size_t config_key_count(void);
+void config_key_info_at(size_t i, config_key_info *out);
+/* Index of the key named `name`, or -1. */
+int config_key_index(const char *name);
+/* The value of key i in `base` (a config for [tidepool] keys, a config_pool
+ * for pool keys) as a file would spell it; "" when unset. With hide_secrets
+ * a password in a url is shown as "***". malloc'd; NULL when out of memory. */
+char *config_key_format(size_t i, const void *base, bool hide_secrets);
+const char *config_reload_effect_to_str(config_reload_effect e);
+/* A url with its password (user:PASSWORD@ or password=...) replaced by ***;
+ * malloc'd, NULL when out of memory. */
+char *config_url_hide_password(const char *url);
+
+/* ---- what a reload changes (config_diff.c) ------------------------------- */
+
+typedef enum {
+    CONFIG_POOL_ADDED = 0,
+    CONFIG_POOL_REMOVED,
+    CONFIG_POOL_CHANGED,
+} config_pool_change;
+
+typedef struct config_pool_diff {
+    config_pool_change change;
+    const config_pool *old_pool; /* NULL when added */
+    const config_pool *new_pool; /* NULL when removed */
+    unsigned long long keys;     /* CHANGED: bit i = key i (config_key_info_at) differs */
+    bool new_backends;           /* CHANGED: a CONFIG_RELOAD_NEW_BACKENDS key differs */
+} config_pool_diff;
+
+typedef struct config_diff {
+    config_pool_diff *pools;    /* pools that differ, old order then new ones */
+    size_t n_pools;
+    unsigned long long daemon_keys; /* bit i = [tidepool] key i differs */
+    bool needs_restart;         /* one of those is CONFIG_RELOAD_RESTART */
+} config_diff;
+
+/* Compare two configurations (pools matched by name). Pure: pointers in the
+ * result borrow from old and new. Returns 0, or -1 when out of memory. */
+int config_diff_make(const config *old, const config *new_cfg, config_diff *out)
+    __attribute__((warn_unused_result));
+void config_diff_free(config_diff *d);

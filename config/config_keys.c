@@ -451,3 +451,111 @@ int config_pool_copy(config_pool *dst, const config_pool *src)
     }
     return 0;
 }
+
+/* ---- the keys, for SHOW CONFIG and reload --------------------------------------- */
+
+_Static_assert(N_KEYS <= 64, "config_diff keeps changed keys in a 64-bit mask");
+
+/* Listeners are opened once; a backend's url, mode and session defaults are
+ * fixed when it connects. Everything else is read where it is used. */
+static config_reload_effect reload_effect(const char *name)
+{
+    static const char *const restart[] = {"listen_addr", "listen_port", "unix_socket_dir",
+                                          "unix_socket_mode", "metrics_listen", NULL};
+    static const char *const backends[] = {"url",        "pool_mode", "isolation_level", "read_only",
+                                           "deferrable", "on_connect", NULL};
+    for (size_t i = 0; restart[i]; i++)
+        if (strcmp(restart[i], name) == 0)
+            return CONFIG_RELOAD_RESTART;
+    for (size_t i = 0; backends[i]; i++)
+        if (strcmp(backends[i], name) == 0)
+            return CONFIG_RELOAD_NEW_BACKENDS;
+    return CONFIG_RELOAD_LIVE;
+}
+
+size_t config_key_count(void)
+{
+    return N_KEYS;
+}
+
+void config_key_info_at(size_t i, config_key_info *out)
+{
+    const config_key *k = &keys[i];
+    out->name = k->name;
+    out->pool = k->scope != CONFIG_SCOPE_DAEMON;
+    out->dflt = k->dflt ? k->dflt : "";
+    out->reload = reload_effect(k->name);
+}
+
+int config_key_index(const char *name)
+{
+    const config_key *k = config_key_find(name);
+    return k ? (int)(k - keys) : -1;
+}
+
+const char *config_reload_effect_to_str(config_reload_effect e)
+{
+    switch (e) {
+    case CONFIG_RELOAD_LIVE: return "live";
+    case CONFIG_RELOAD_NEW_BACKENDS: return "new backends";
+    case CONFIG_RELOAD_RESTART: return "restart";
+    }
+    return "unknown";
+}
+
+static const char *word_of(const config_word *words, int value)
+{
+    for (size_t i = 0; words[i].word; i++)
+        if (words[i].value == value)
+            return words[i].word;
+    return "unknown";
+}
+
+static char *join_list(char *const *items, size_t n)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < n; i++)
+        len += strlen(items[i]) + 1;
+    char *s = malloc(len);
+    if (!s)
+        return NULL;
+    s[0] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            strcat(s, ",");
+        strcat(s, items[i]);
+    }
+    return s;
+}
+
+char *config_key_format(size_t i, const void *base_in, bool hide_secrets)
+{
+    const config_key *k = &keys[i];
+    void *base = (void *)base_in; /* only read */
+    switch (k->kind) {
+    case KIND_INT: return config_fmt("%d", *(int *)field(base, k->offset));
+    case KIND_OCTAL: return config_fmt("%04o", (unsigned)*(int *)field(base, k->offset));
+    case KIND_SECONDS: return config_fmt("%g", *(double *)field(base, k->offset));
+    case KIND_BOOL: return config_fmt("%s", *(bool *)field(base, k->offset) ? "true" : "false");
+    case KIND_ENUM: return config_fmt("%s", word_of(k->words, *(int *)field(base, k->offset)));
+    case KIND_ISOLATION:
+        return config_fmt("%s", config_isolation_to_str(*(config_isolation *)field(base, k->offset)));
+    case KIND_ADDRS:
+    case KIND_USERS:
+        return join_list(*(char ***)field(base, k->offset), *(size_t *)field(base, k->offset2));
+    case KIND_URL: {
+        const char *url = *(char **)field(base, k->offset);
+        if (url && hide_secrets)
+            return config_url_hide_password(url);
+        return config_fmt("%s", url ? url : "");
+    }
+    case KIND_DIR:
+    case KIND_TEXT:
+    case KIND_NAME:
+    case KIND_HOSTPORT: {
+        const char *s = *(char **)field(base, k->offset);
+        return config_fmt("%s", s ? s : "");
+    }
+    }
+    return NULL;
+}

@@ -163,3 +163,56 @@ char *config_normalize_url(const char *url, const char **why)
         *why = "out of memory";
     return out;
 }
+
+/* Replaces the characters [from, to) of s by "***" in a new string. */
+static char *mask_span(const char *s, size_t from, size_t to)
+{
+    return config_fmt("%.*s***%s", (int)from, s, s + to);
+}
+
+char *config_url_hide_password(const char *url)
+{
+    char *out = strdup(url);
+    if (!out)
+        return NULL;
+    /* URI: scheme://user:PASSWORD@host... */
+    size_t sl = scheme_len(out);
+    if (sl) {
+        size_t start = sl + 3;
+        size_t auth_end = start + strcspn(out + start, "/?#");
+        const char *at = memchr(out + start, '@', auth_end - start);
+        const char *colon = at ? memchr(out + start, ':', (size_t)(at - (out + start))) : NULL;
+        if (colon) {
+            char *m = mask_span(out, (size_t)(colon + 1 - out), (size_t)(at - out));
+            free(out);
+            out = m;
+            if (!out)
+                return NULL;
+        }
+    }
+    /* Keyword strings and URI query options: password=VALUE. */
+    for (size_t from = 0;;) {
+        char *p = strstr(out + from, "password=");
+        if (!p)
+            break;
+        size_t vstart = (size_t)(p - out) + strlen("password=");
+        size_t vend = vstart;
+        if (out[vend] == '\'') {
+            for (vend++; out[vend] && out[vend] != '\''; vend++)
+                if (out[vend] == '\\' && out[vend + 1])
+                    vend++;
+            if (out[vend])
+                vend++;
+        } else {
+            while (out[vend] && !isspace((unsigned char)out[vend]) && out[vend] != '&')
+                vend++;
+        }
+        char *m = mask_span(out, vstart, vend);
+        free(out);
+        out = m;
+        if (!out)
+            return NULL;
+        from = vstart + 3;
+    }
+    return out;
+}
