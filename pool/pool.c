@@ -27,6 +27,8 @@ struct pool {
     int n_ready;           /* released by pool_next_ready(), not checked out */
     bool deadlines_sorted; /* queue deadlines are non-decreasing head to tail */
 
+    bool paused;            /* PAUSE: nobody is served (see pool_pause) */
+    double paused_at;
     double invalidate_time; /* conns created before it are replaced at lend */
     uint64_t generation;    /* bumped by pool_dispose() */
 
@@ -257,7 +259,10 @@ pool_checkout_result pool_checkout(pool *p, pool_waiter *w, pool_conn *fresh_con
         /* Released by pool_next_ready(): head of the line. */
         w->ready = false;
         p->n_ready--;
-    } else if (p->n_waiting > 0 || !can_serve_beyond(p, p->n_ready)) {
+    }
+    if (p->paused) {
+        goto enqueue; /* held until pool_resume() */
+    } else if (!released && (p->n_waiting > 0 || !can_serve_beyond(p, p->n_ready))) {
         /* A newcomer: behind everyone already in line, or at capacity. */
         goto enqueue;
     }
@@ -370,7 +375,7 @@ pool_checkin_result pool_checkin(pool *p, pool_conn *c, double now, pool_waiter 
     if (c->generation < p->generation || above_capacity(p))
         goto close; /* retired by dispose, or limits shrank */
 
-    if (p->wait_head) {
+    if (p->wait_head && !p->paused) {
         pool_waiter *w = p->wait_head;
         queue_unlink(p, w);
         p->checkouts++;
@@ -463,7 +468,7 @@ void pool_cancel_wait(pool *p, pool_waiter *w)
 pool_waiter *pool_next_ready(pool *p)
 {
     pool_waiter *w = p->wait_head;
-    if (!w || !can_serve_beyond(p, p->n_ready))
+    if (!w || p->paused || !can_serve_beyond(p, p->n_ready))
         return NULL;
     queue_unlink(p, w);
     w->ready = true;
@@ -474,6 +479,8 @@ pool_waiter *pool_next_ready(pool *p)
 pool_waiter *pool_expire(pool *p, double now)
 {
     pool_waiter *w = p->wait_head;
+    if (p->paused)
+        return NULL;
     if (p->deadlines_sorted) {
         if (!w || w->deadline > now)
             return NULL;
@@ -490,7 +497,7 @@ pool_waiter *pool_expire(pool *p, double now)
 
 double pool_next_deadline(const pool *p)
 {
-    if (!p->wait_head)
+    if (!p->wait_head || p->paused)
         return -1;
     if (p->deadlines_sorted)
         return p->wait_head->deadline;
@@ -499,6 +506,38 @@ double pool_next_deadline(const pool *p)
         if (w->deadline < d)
             d = w->deadline;
     return d;
+}
+
+/* ---- pause ---------------------------------------------------------------------- */
+
+void pool_pause(pool *p, double now)
+{
+    if (p->paused)
+        return;
+    p->paused = true;
+    p->paused_at = now;
+}
+
+void pool_resume(pool *p, double now)
+{
+    if (!p->paused)
+        return;
+    p->paused = false;
+    p->deadlines_sorted = true;
+    double prev = -DBL_MAX;
+    for (pool_waiter *w = p->wait_head; w; w = w->next) {
+        double since = w->enqueued_at > p->paused_at ? w->enqueued_at : p->paused_at;
+        if (now > since)
+            w->deadline += now - since;
+        if (w->deadline < prev)
+            p->deadlines_sorted = false;
+        prev = w->deadline;
+    }
+}
+
+bool pool_is_paused(const pool *p)
+{
+    return p->paused;
 }
 
 /* ---- reporting -------------------------------------------------------------------- */

@@ -206,6 +206,20 @@ pool_conn *pool_pop_idle(pool *p, double now);
  * pool_size, or above capacity after a reload shrank it. Pop that many. */
 int pool_idle_excess(const pool *p);
 
+/* PAUSE (PgBouncer's): while paused, pool_checkout() queues every waiter (a
+ * released one goes back to the head of the queue), pool_checkin() keeps or
+ * closes a conn as usual but hands it to nobody, pool_next_ready() and
+ * pool_expire() return NULL and pool_next_deadline() is negative: nobody is
+ * served, nobody times out. Lent conns stay lent; the daemon knows the pause
+ * is complete when pool_get_stats() shows none lent or connecting.
+ * pool_resume(): each queued waiter's deadline moves later by the time it
+ * spent queued while paused (so pool_timeout counts only unpaused waiting);
+ * then the daemon drains pool_next_ready(). Both are no-ops when already in
+ * that state. */
+void pool_pause(pool *p, double now);
+void pool_resume(pool *p, double now);
+bool pool_is_paused(const pool *p);
+
 /* A waiter leaves the queue (client gone, cancel). No-op if not queued.
  * A waiter released by pool_next_ready() but not checked out yet is dropped
  * from the line too. */

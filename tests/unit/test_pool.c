@@ -914,6 +914,110 @@ START_TEST(test_reload_shrinks_idle)
 }
 END_TEST
 
+/* ---- pause ----------------------------------------------------------------------- */
+
+START_TEST(test_pause_holds_checkouts_until_resume)
+{
+    mk(limits(2, 0, 10));
+    open_lent(0, 0, 0);
+    ck_assert(!pool_is_paused(P));
+    pool_pause(P, 1);
+    ck_assert(pool_is_paused(P));
+    pool_conn *out;
+    /* Free capacity, then an idle conn: nobody is served while paused. */
+    ck_assert_int_eq(co(1, 1, 2, &out), POOL_WAIT);
+    ck_assert_ptr_null(out);
+    checkin_expect(0, 3, POOL_KEEP, NULL); /* kept, not handed to W1 */
+    ck_assert_ptr_null(pool_next_ready(P));
+    ck_assert_double_lt(pool_next_deadline(P), 0);
+    ck_assert_ptr_null(pool_expire(P, 1000));
+    pool_stats s = stats(4);
+    ck_assert_int_eq(s.lent, 0);
+    ck_assert_int_eq(s.idle, 1);
+    ck_assert_int_eq(s.waiting, 1);
+    ck_assert_uint_eq(s.timeouts, 0);
+    /* RESUME at 20: W1 queued at 2, all of it paused: its 10 s start now. */
+    pool_resume(P, 20);
+    ck_assert(!pool_is_paused(P));
+    ck_assert_double_eq_tol(pool_next_deadline(P), 30, 1e-9);
+    ck_assert_ptr_eq(pool_next_ready(P), &W[1]);
+    ck_assert_int_eq(co(1, 1, 20, &out), POOL_LEND);
+    ck_assert_ptr_eq(out, &C[0]);
+}
+END_TEST
+
+START_TEST(test_pause_time_does_not_count_toward_timeout)
+{
+    mk(limits(1, 0, 10));
+    open_lent(0, 0, 0);
+    pool_conn *out;
+    ck_assert_int_eq(co(1, 1, 1, &out), POOL_WAIT); /* deadline 11 */
+    ck_assert_int_eq(co(2, 2, 2, &out), POOL_WAIT); /* deadline 12 */
+    pool_pause(P, 5);
+    ck_assert_int_eq(co(3, 3, 6, &out), POOL_WAIT); /* queued while paused */
+    pool_resume(P, 8);                              /* 3 s paused */
+    ck_assert_ptr_null(pool_expire(P, 13.9));
+    ck_assert_ptr_eq(pool_expire(P, 14), &W[1]);
+    ck_assert_ptr_null(pool_expire(P, 14.9));
+    ck_assert_ptr_eq(pool_expire(P, 15), &W[2]);
+    ck_assert_double_eq_tol(pool_next_deadline(P), 18, 1e-9); /* 8 + 10 */
+    ck_assert_ptr_eq(pool_expire(P, 18), &W[3]);
+    ck_assert_uint_eq(stats(18).timeouts, 3);
+}
+END_TEST
+
+START_TEST(test_pause_released_waiter_back_to_head)
+{
+    mk(limits(1, 0, 10));
+    open_lent(0, 0, 0);
+    pool_conn *out;
+    ck_assert_int_eq(co(1, 1, 1, &out), POOL_WAIT);
+    ck_assert_int_eq(co(2, 2, 2, &out), POOL_WAIT);
+    pool_remove(P, &C[0], 3);
+    ck_assert_ptr_eq(pool_next_ready(P), &W[1]);
+    pool_pause(P, 3);
+    pool_pause(P, 4); /* already paused: no change */
+    ck_assert_int_eq(co(1, 1, 4, &out), POOL_WAIT);
+    ck_assert(W[1].queued);
+    ck_assert_int_eq(stats(4).waiting, 2);
+    pool_resume(P, 5);
+    pool_resume(P, 6); /* not paused: no change */
+    ck_assert_ptr_eq(pool_next_ready(P), &W[1]);
+    ck_assert_ptr_null(pool_next_ready(P)); /* one slot, promised to W1 */
+    ck_assert_int_eq(co(1, 1, 6, &out), POOL_OPEN);
+    /* W1's deadline (11) moved by the 2 s paused; W2 is still queued. */
+    ck_assert_double_eq_tol(pool_next_deadline(P), 14, 1e-9);
+}
+END_TEST
+
+/* Lowering pool_size while conns are lent: nothing lent is touched; the
+ * extra ones close as they come back. Raising it serves waiters at once. */
+START_TEST(test_reload_size_down_then_up)
+{
+    mk(limits(3, 0, 30));
+    for (int i = 0; i < 3; i++)
+        open_lent(i, i, 0);
+    pool_limits l = limits(1, 0, 30);
+    pool_set_limits(P, &l);
+    ck_assert_int_eq(pool_idle_excess(P), 0);
+    ck_assert_int_eq(stats(1).lent, 3);
+    checkin_expect(0, 1, POOL_CLOSE, NULL);
+    checkin_expect(1, 1, POOL_CLOSE, NULL);
+    checkin_expect(2, 1, POOL_KEEP, NULL);
+    pool_conn *out;
+    ck_assert_int_eq(co(3, 3, 2, &out), POOL_LEND);
+    ck_assert_int_eq(co(4, 4, 2, &out), POOL_WAIT);
+    ck_assert_int_eq(co(5, 5, 2, &out), POOL_WAIT);
+    l = limits(3, 0, 30);
+    pool_set_limits(P, &l);
+    ck_assert_ptr_eq(pool_next_ready(P), &W[4]);
+    ck_assert_ptr_eq(pool_next_ready(P), &W[5]);
+    ck_assert_ptr_null(pool_next_ready(P));
+    ck_assert_int_eq(co(4, 4, 3, &out), POOL_OPEN);
+    ck_assert_int_eq(co(5, 5, 3, &out), POOL_OPEN);
+}
+END_TEST
+
 /* ---- stats ------------------------------------------------------------------------- */
 
 START_TEST(test_stats_numbers)
@@ -1507,6 +1611,10 @@ static Suite *pool_suite(void)
     tcase_add_test(tc, test_reload_grows_capacity);
     tcase_add_test(tc, test_reload_shrinks_capacity);
     tcase_add_test(tc, test_reload_shrinks_idle);
+    tcase_add_test(tc, test_reload_size_down_then_up);
+    tcase_add_test(tc, test_pause_holds_checkouts_until_resume);
+    tcase_add_test(tc, test_pause_time_does_not_count_toward_timeout);
+    tcase_add_test(tc, test_pause_released_waiter_back_to_head);
     tcase_add_test(tc, test_stats_numbers);
     tcase_add_test(tc, test_to_str);
     suite_add_tcase(s, tc);
