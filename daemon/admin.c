@@ -1,9 +1,10 @@
 /* admin.c: the admin console, the virtual database `tidepool` for the users
  * in admin_users (SPEC §5). It answers simple Query messages with real rows,
- * psql-friendly: SHOW POOLS, SHOW CLIENTS, SHOW SERVERS. The other commands
- * of SPEC §5 (STATS, CONFIG, RELOAD, PAUSE, RESUME, DISPOSE, SHUTDOWN) are
- * still to come and are refused with 0A000. */
+ * psql-friendly: SHOW POOLS, SHOW CLIENTS, SHOW SERVERS here; RELOAD, PAUSE,
+ * RESUME, DISPOSE, SHUTDOWN and SHOW CONFIG in admin_commands.c. Anything
+ * else is refused with 0A000. */
 #include "daemon/admin.h"
+#include "daemon/admin_commands.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,15 +56,17 @@ static size_t show_pools(proto_buf *pb)
     static const char *const cols[] = {"pool", "mode", "isolation", "pool_size", "max_overflow",
                                        "checked_in", "checked_out", "connecting", "overflow",
                                        "waiting", "longest_wait", "timeouts", "invalidations",
-                                       "clients", "pinned"};
+                                       "clients", "pinned", "paused"};
     size_t nc = sizeof cols / sizeof cols[0];
     proto_build_row_description(pb, nc, cols);
     double now = tp_now();
+    size_t n = 0;
     for (size_t i = 0; i < pools_count(); i++) {
         tp_pool *p = pools_at(i);
+        if (p->removed) continue; /* draining: see SHOW CLIENTS and SHOW SERVERS */
         pool_stats st;
         pool_get_stats(p->algo, now, &st);
-        char v[15][32];
+        char v[16][32];
         snprintf(v[0], 32, "%s", p->cfg.pool_logging_name);
         snprintf(v[1], 32, "%s", config_pool_mode_to_str(p->cfg.pool_mode));
         snprintf(v[2], 32, "%s", config_isolation_to_str(p->cfg.isolation_level));
@@ -79,11 +82,13 @@ static size_t show_pools(proto_buf *pb)
         snprintf(v[12], 32, "%llu", (unsigned long long)st.invalidations);
         snprintf(v[13], 32, "%llu", (unsigned long long)p->clients);
         snprintf(v[14], 32, "%d", p->pinned);
-        const char *vals[15];
+        snprintf(v[15], 32, "%s", pool_is_paused(p->algo) ? "yes" : "no");
+        const char *vals[16];
         for (size_t k = 0; k < nc; k++) vals[k] = v[k];
         row(pb, nc, vals);
+        n++;
     }
-    return pools_count();
+    return n;
 }
 
 static const char *client_state_str(const tp_client *c)
@@ -173,6 +178,7 @@ static void normalise(const char *sql, char *out, size_t cap)
 
 void admin_query(tp_client *c, const char *sql)
 {
+    if (admin_command(c, sql)) return;
     char cmd[64];
     normalise(sql, cmd, sizeof cmd);
     proto_buf pb;
@@ -186,8 +192,11 @@ void admin_query(tp_client *c, const char *sql)
         proto_build_empty_query(&pb);
         goto done;
     } else {
-        char msg[160];
-        snprintf(msg, sizeof msg, "admin console: unsupported command \"%s\" (try SHOW POOLS, SHOW CLIENTS, SHOW SERVERS)", cmd);
+        char msg[320];
+        snprintf(msg, sizeof msg,
+                 "admin console: unsupported command \"%s\" (try SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, "
+                 "SHOW CONFIG, RELOAD, PAUSE, RESUME, DISPOSE, SHUTDOWN)",
+                 cmd);
         proto_build_error(&pb, "ERROR", "0A000", msg, NULL);
         goto done;
     }

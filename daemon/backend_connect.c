@@ -73,6 +73,7 @@ void backend_free_memory(tp_backend *b)
     prepared_clear(&b->prepared);
     replay_clear(&b->replay);
     free(b);
+    pools_maybe_free(p); /* a removed pool's last backend */
 }
 
 void backend_discard(tp_backend *b) { backend_free_memory(b); }

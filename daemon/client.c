@@ -13,6 +13,7 @@
 
 #include "auth/auth.h"
 #include "daemon/admin.h"
+#include "daemon/admin_commands.h"
 #include "daemon/backend.h"
 #include "daemon/client_internal.h"
 #include "daemon/flush.h"
@@ -291,6 +292,10 @@ static void handle_cancel(uint32_t pid, uint32_t key)
         client_on_backend_error(target, "57014", "canceling statement due to user request");
         return;
     }
+    if (target->state == CLIENT_ADMIN) {
+        admin_cancel(target);
+        return;
+    }
     tp_backend *b = target->backend;
     if (!b || !b->conn) return;
     cancel_work *w = calloc(1, sizeof *w);
@@ -378,7 +383,7 @@ static int process_startup(tp_client *c)
 
 static bool transaction_mode(const tp_client *c)
 {
-    return c->pool && c->pool->cfg.pool_mode == CONFIG_POOL_MODE_TRANSACTION;
+    return c->pool && c->txn_pooling;
 }
 
 #define ECHO_WHOLE_LIMIT (1024 * 1024)
@@ -734,6 +739,7 @@ static void handle_input(tp_client *c)
             client_process_input(c);
             return;
         case CLIENT_ADMIN: {
+            if (c->admin_waiting) return; /* PAUSE in progress: the rest waits */
             proto_msg m;
             const char *why = NULL, *sql = NULL;
             proto_status s = proto_read_msg(tp_buf_head(&c->in), tp_buf_size(&c->in), 1024 * 1024, &m, NULL, &why);
@@ -764,6 +770,8 @@ static void handle_input(tp_client *c)
         }
     }
 }
+
+void client_handle_input(tp_client *c) { handle_input(c); }
 
 void client_on_session_reset(tp_client *c)
 {
@@ -883,6 +891,7 @@ static void client_close(tp_client *c)
     flush_forget_client(c);
     c->state = CLIENT_CLOSING;
     client_auth_clear(c);
+    if (was == CLIENT_ADMIN) admin_client_gone(c);
     if (c->pool) {
         if (was == CLIENT_LOGIN_WAIT || was == CLIENT_WAITING) pools_cancel_checkout(c->pool, c);
         if (c->pins) c->pool->pinned--;
@@ -894,6 +903,7 @@ static void client_close(tp_client *c)
         b->client = NULL;
         backend_release(b, !transaction_mode(c) || c->pins);
     }
+    if (c->pool) pools_maybe_free(c->pool); /* a removed pool's last client */
     if (c->prev) c->prev->next = c->next;
     else tp.clients = c->next;
     if (c->next) c->next->prev = c->prev;

@@ -47,6 +47,9 @@ typedef struct tp_client {
                                      its startup parameters, then the reported
                                      values it was told and those it SET */
     tp_pool *pool;
+    bool txn_pooling;             /* its pool lends per transaction: the pool's
+                                     pool_mode when it logged in (a reload
+                                     changes it for new clients only) */
     tp_stmts stmts;               /* its named prepared statements (transaction mode) */
     tp_backend *backend;          /* lent backend, or NULL */
     tp_backend *connecting;       /* backend being opened for it, or NULL */
@@ -72,6 +75,7 @@ typedef struct tp_client {
     bool backend_full;            /* backpressure: the backend's queue is full */
     bool eof;                     /* the peer closed its side */
     bool logged_in;
+    bool admin_waiting;           /* admin console: its PAUSE has not completed */
     unsigned pins;                /* PROTO_SQL_* session state keeping it on its
                                      backend in transaction mode (0 = not pinned) */
     bool reset_pending;

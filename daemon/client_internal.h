@@ -25,3 +25,6 @@ void client_sync_params(tp_client *c);
 bool client_param_is_reported(const char *name);
 /* Relay input to the backend after linking (client.c). */
 void client_process_input(tp_client *c);
+/* Act on what is buffered, in whatever state the client is (the admin
+ * console calls it when a PAUSE completes). */
+void client_handle_input(tp_client *c);

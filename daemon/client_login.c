@@ -92,6 +92,7 @@ void client_login(tp_client *c)
         return;
     }
     c->pool = p;
+    c->txn_pooling = p->cfg.pool_mode == CONFIG_POOL_MODE_TRANSACTION;
     p->clients++;
     log_debug("client %llu (%s): user \"%s\" logged in to pool %s", (unsigned long long)c->id, c->peer,
               c->user, p->cfg.name);

@@ -85,7 +85,5 @@ int main(int argc, char **argv)
         config_free(cfg);
         return 0;
     }
-    int rc = server_run(cfg);
-    config_free(cfg);
-    return rc;
+    return server_run(cfg);
 }

@@ -1,9 +1,9 @@
-/* pools.c: pools at run time. Creates one tp_pool per [pool.NAME], carries
- * out the decisions of the pool algorithm (pool/): lend an idle backend after
- * its lend-time check (recycle, invalidation, pre-ping), open a new one, queue
- * the client and time it out with SQLAlchemy's QueuePool message, and on
- * checkin keep, hand off or close. Also resets a backend whose client left
- * (pool_reset_on_return, and DISCARD ALL in session mode). */
+/* pools.c: a pool at run time. Carries out the decisions of the pool
+ * algorithm (pool/): lend an idle backend after its lend-time check (recycle,
+ * invalidation, pre-ping), open a new one, queue the client and time it out
+ * with SQLAlchemy's QueuePool message, and on checkin keep, hand off or
+ * close; DISPOSE, PAUSE and RESUME. The set of pools (create, reload, drain,
+ * free) is pools_set.c's. */
 #include "daemon/pools.h"
 
 #include <stdio.h>
@@ -15,132 +15,11 @@
 #include "daemon/log.h"
 #include "daemon/server.h"
 
-static tp_pool *all_pools;
-static size_t n_all_pools;
-
 double tp_now(void) { return (double)uv_hrtime() / 1e9; }
-
-size_t pools_count(void) { return n_all_pools; }
-tp_pool *pools_at(size_t i) { return i < n_all_pools ? &all_pools[i] : NULL; }
-
-tp_pool *pools_find(const char *name)
-{
-    for (size_t i = 0; i < n_all_pools; i++)
-        if (strcmp(all_pools[i].cfg.name, name) == 0) return &all_pools[i];
-    return NULL;
-}
-
-static pool_limits limits_of(const config_pool *c)
-{
-    pool_limits l = {
-        .pool_size = c->pool_size,
-        .max_overflow = c->max_overflow,
-        .timeout = c->pool_timeout,
-        .recycle = c->pool_recycle,
-        .pre_ping = c->pool_pre_ping,
-        .use_lifo = c->pool_use_lifo,
-    };
-    return l;
-}
 
 static bool echo_pool(const tp_pool *p) { return p->cfg.echo_pool != CONFIG_ECHO_OFF; }
 
-/* "-c default_transaction_isolation=…" for the pool's transaction defaults.
- * Values set this way are the session's reset values, so RESET ALL and
- * DISCARD ALL keep them. */
-static char *build_startup_options(const config_pool *c)
-{
-    char opts[512] = "";
-    size_t n = 0;
-    static const char *const iso[] = {
-        [CONFIG_ISOLATION_READ_UNCOMMITTED] = "read\\ uncommitted",
-        [CONFIG_ISOLATION_READ_COMMITTED] = "read\\ committed",
-        [CONFIG_ISOLATION_REPEATABLE_READ] = "repeatable\\ read",
-        [CONFIG_ISOLATION_SERIALIZABLE] = "serializable",
-    };
-    if (c->isolation_level != CONFIG_ISOLATION_DEFAULT)
-        n += (size_t)snprintf(opts + n, sizeof opts - n, "-c default_transaction_isolation=%s ",
-                              iso[c->isolation_level]);
-    if (c->read_only)
-        n += (size_t)snprintf(opts + n, sizeof opts - n, "-c default_transaction_read_only=on ");
-    if (c->deferrable)
-        n += (size_t)snprintf(opts + n, sizeof opts - n, "-c default_transaction_deferrable=on ");
-    if (n == 0) return NULL;
-    opts[n - 1] = '\0';
-    return strdup(opts);
-}
-
-static int copy_pool_config(config_pool *dst, const config_pool *src)
-{
-    *dst = *src;
-    dst->name = strdup(src->name);
-    dst->url = strdup(src->url);
-    dst->conninfo = strdup(src->conninfo);
-    dst->on_connect = src->on_connect ? strdup(src->on_connect) : NULL;
-    dst->pool_logging_name = strdup(src->pool_logging_name ? src->pool_logging_name : src->name);
-    if (!dst->name || !dst->url || !dst->conninfo || !dst->pool_logging_name ||
-        (src->on_connect && !dst->on_connect))
-        return -1;
-    return 0;
-}
-
-static void free_pool_config(config_pool *c)
-{
-    free(c->name);
-    free(c->url);
-    free(c->conninfo);
-    free(c->on_connect);
-    free(c->pool_logging_name);
-}
-
 static void on_pool_timer(uv_timer_t *t);
-
-int pools_create(const config *cfg)
-{
-    all_pools = calloc(cfg->n_pools ? cfg->n_pools : 1, sizeof *all_pools);
-    if (!all_pools) return -1;
-    for (size_t i = 0; i < cfg->n_pools; i++) {
-        tp_pool *p = &all_pools[i];
-        if (copy_pool_config(&p->cfg, &cfg->pools[i]) < 0) return -1;
-        p->startup_options = build_startup_options(&p->cfg);
-        pool_limits l = limits_of(&p->cfg);
-        p->algo = pool_new(&l);
-        if (!p->algo) return -1;
-        uv_timer_init(tp.loop, &p->timer);
-        p->timer.data = p;
-        uv_timer_init(tp.loop, &p->retry_timer);
-        p->retry_timer.data = p;
-        n_all_pools++;
-    }
-    return 0;
-}
-
-void pools_close_all(void)
-{
-    for (size_t i = 0; i < n_all_pools; i++) {
-        tp_pool *p = &all_pools[i];
-        for (tp_backend *b = p->backends, *next; b; b = next) {
-            next = b->next_all;
-            backend_close(b, "shutdown");
-        }
-        uv_timer_stop(&p->timer);
-        if (!uv_is_closing((uv_handle_t *)&p->timer)) uv_close((uv_handle_t *)&p->timer, NULL);
-        if (!uv_is_closing((uv_handle_t *)&p->retry_timer)) uv_close((uv_handle_t *)&p->retry_timer, NULL);
-    }
-}
-
-void pools_free(void)
-{
-    for (size_t i = 0; i < n_all_pools; i++) {
-        free_pool_config(&all_pools[i].cfg);
-        free(all_pools[i].startup_options);
-        params_clear(&all_pools[i].server_params);
-        pool_free(all_pools[i].algo);
-    }
-    free(all_pools);
-    all_pools = NULL;
-    n_all_pools = 0;
-}
 
 /* ---- waiting and timeouts ---- */
 
@@ -173,6 +52,7 @@ static void on_pool_timer(uv_timer_t *t)
 /* Serve the waiters a freed slot lets through. */
 static void serve_ready(tp_pool *p)
 {
+    if (p->freeing) return;
     pool_waiter *w;
     while ((w = pool_next_ready(p->algo))) pools_checkout(p, w->data);
     arm_timer(p);
@@ -385,6 +265,7 @@ void pools_checkin(tp_pool *p, tp_backend *b)
         if (p->cfg.echo_pool == CONFIG_ECHO_DEBUG || log_enabled(CONFIG_LOG_DEBUG))
             log_info("pool %s: Connection <backend %llu pid %d> being returned to pool",
                      p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid);
+        if (p->removed) pools_maybe_free(p);
         return;
     case POOL_HANDOFF:
         arm_timer(p);
@@ -402,4 +283,49 @@ void pools_backend_gone(tp_pool *p, tp_backend *b, bool died)
     if (died) pool_invalidate(p->algo, &b->slot, tp_now());
     backend_close(b, died ? "lost" : "closed");
     serve_ready(p);
+}
+
+void pools_serve_waiters(tp_pool *p) { serve_ready(p); }
+
+/* ---- admin: DISPOSE, PAUSE, RESUME ---- */
+
+void pools_dispose(tp_pool *p, const char *why)
+{
+    double now = tp_now();
+    pool_dispose(p->algo, now);
+    pool_conn *c;
+    int closed = 0;
+    while ((c = pool_dispose_next_idle(p->algo, now))) {
+        backend_close(c->data, why);
+        closed++;
+    }
+    pool_stats st;
+    pool_get_stats(p->algo, now, &st);
+    log_info("pool %s: %s: %d idle backend(s) closed, %d lent or connecting retired when they come back",
+             p->cfg.pool_logging_name, why, closed, st.lent + st.connecting);
+    serve_ready(p);
+}
+
+void pools_pause(tp_pool *p)
+{
+    if (pool_is_paused(p->algo)) return;
+    pool_pause(p->algo, tp_now());
+    log_info("pool %s: paused", p->cfg.pool_logging_name);
+    arm_timer(p); /* no deadline runs while paused */
+}
+
+void pools_resume(tp_pool *p)
+{
+    if (!pool_is_paused(p->algo)) return;
+    pool_resume(p->algo, tp_now());
+    log_info("pool %s: resumed", p->cfg.pool_logging_name);
+    serve_ready(p);
+}
+
+bool pools_pause_done(const tp_pool *p)
+{
+    if (!pool_is_paused(p->algo)) return false;
+    pool_stats st;
+    pool_get_stats(p->algo, tp_now(), &st);
+    return st.lent == 0 && st.connecting == 0;
 }

@@ -26,13 +26,29 @@ typedef struct tp_pool {
     int pinned;              /* clients pinned to their backend by session state */
     tp_params server_params; /* reported parameters of its first backend,
                                 told to clients at login in transaction mode */
+    bool removed;            /* gone from the configuration by a reload: not
+                                found by name any more; its clients carry on */
+    bool freeing;            /* drained: its timers are closing, then freed */
+    int closing_handles;     /* timers not closed yet while freeing */
 } tp_pool;
 
+/* ---- the set of pools (pools_set.c) ---- */
+
 int pools_create(const config *cfg) __attribute__((warn_unused_result));
+/* Carry out a reload's pool changes: new pools appear, removed ones drain
+ * (freed when their last client and backend are gone), changed ones take
+ * their new settings at once; a change of what a backend is retires their
+ * backends as DISPOSE does. `d` compares the configuration in force with
+ * new_cfg; nothing of either is kept. */
+void pools_apply(const config_diff *d);
+/* A removed pool whose clients are all gone: close its idle backends, and
+ * free it once no backend is left. Called when a client or backend leaves. */
+void pools_maybe_free(tp_pool *p);
 /* Close every backend (shutdown). */
 void pools_close_all(void);
 /* Free the pools once the loop has ended and every backend is freed. */
 void pools_free(void);
+/* The pool clients reach by this name (never a removed one), or NULL. */
 tp_pool *pools_find(const char *name);
 size_t pools_count(void);
 tp_pool *pools_at(size_t i);
@@ -46,4 +62,15 @@ void pools_cancel_checkout(tp_pool *p, tp_client *c);
 void pools_checkin(tp_pool *p, tp_backend *b);
 /* A backend is gone (closed, died); frees its slot and serves waiters. */
 void pools_backend_gone(tp_pool *p, tp_backend *b, bool died);
+/* Serve the waiters a freed slot or larger limits let through. */
+void pools_serve_waiters(tp_pool *p);
+/* DISPOSE (Engine.dispose()): idle backends are closed now, lent ones when
+ * they come back; backends opened from now on serve as usual. */
+void pools_dispose(tp_pool *p, const char *why);
+/* PAUSE / RESUME (pool_pause): while paused, clients wanting a backend are
+ * queued and do not time out. */
+void pools_pause(tp_pool *p);
+void pools_resume(tp_pool *p);
+/* Paused, and no backend lent or connecting: every transaction has ended. */
+bool pools_pause_done(const tp_pool *p);
 double tp_now(void);

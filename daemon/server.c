@@ -1,7 +1,7 @@
 /* server.c: process lifecycle. Starts the loop with the listeners, the pools
  * and the signal handlers; SIGTERM stops accepting and lets linked clients
  * finish (up to shutdown_timeout); SIGINT closes everything at once; SIGHUP
- * reloads the users file (pool settings reload comes with the ops work). */
+ * reloads the configuration (reload.c). */
 #include "daemon/server.h"
 
 #include <signal.h>
@@ -13,6 +13,7 @@
 #include "daemon/listener.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
+#include "daemon/reload.h"
 
 tp_server tp;
 
@@ -109,17 +110,12 @@ static void on_signal(uv_signal_t *s, int signum)
         log_info("received SIGTERM: shutting down after running transactions");
         server_stop(true);
     } else if (signum == SIGHUP) {
-        log_info("received SIGHUP: reloading %s", tp.cfg->auth_file ? tp.cfg->auth_file : "users");
-        auth_file fresh;
-        if (load_users(tp.cfg, &fresh) == 0) {
-            auth_file_free(&tp.users);
-            tp.users = fresh;
-            tp.have_users = tp.cfg->auth_file != NULL;
-        }
+        log_info("received SIGHUP");
+        if (server_reload(NULL) < 0) log_debug("SIGHUP: reload refused");
     }
 }
 
-int server_run(config *cfg)
+static int run(config *cfg)
 {
     memset(&tp, 0, sizeof tp);
     tp.loop = uv_default_loop();
@@ -155,4 +151,12 @@ int server_run(config *cfg)
     auth_file_free(&tp.users);
     log_info("tidepool stopped");
     return tp.exit_code;
+}
+
+int server_run(config *cfg)
+{
+    int rc = run(cfg);
+    config_free(tp.cfg); /* the one in force: a reload may have replaced cfg */
+    tp.cfg = NULL;
+    return rc;
 }

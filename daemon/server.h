@@ -24,8 +24,9 @@ typedef struct tp_server {
 
 extern tp_server tp;
 
-/* Load configuration, open listeners, run the loop until stopped. Returns
- * the process exit code. */
+/* Open listeners and pools for cfg, run the loop until stopped. Takes cfg
+ * (it is freed, or the configuration a reload put in its place). Returns the
+ * process exit code. */
 int server_run(config *cfg);
 void server_stop(bool graceful);
 /* Called when a client or backend went away, so a graceful stop can end. */

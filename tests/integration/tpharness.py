@@ -722,6 +722,19 @@ class Tidepool:
     def write_config(self):
         write_ini(self.config_path, self.sections())
 
+    def admin(self, sql, user=APP_USER, password=APP_PASSWORD):
+        """One command on the admin console (database `tidepool`) through psql:
+        its rows as dicts keyed by column name ([] for a command without rows).
+        AssertionError with psql's output when it fails."""
+        r = self.psql(sql, dbname="tidepool", user=user, password=password,
+                      args=("-P", "tuples_only=off", "-P", "footer=off"))
+        assert r.ok, f"admin {sql!r} failed: {r}"
+        lines = r.stdout.strip().splitlines()
+        if not lines:
+            return []
+        header = lines[0].split("|")
+        return [dict(zip(header, line.split("|"))) for line in lines[1:]]
+
     def log_text(self):
         if self.dir is not None and self.log_path:
             return _read_text(self.log_path)
