@@ -715,6 +715,11 @@ class Tidepool:
             self._stopping = True
         self.proc.send_signal(sig)
 
+    def expect_exit(self):
+        """The test is about to stop the daemon another way than a signal
+        (the admin console's SHUTDOWN): its exit is expected."""
+        self._stopping = True
+
     def reload(self):
         """SIGHUP: re-read the config file (rewrite it first with write_config())."""
         self.send_signal(signal.SIGHUP)
