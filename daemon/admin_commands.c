@@ -1,12 +1,7 @@
 /* admin_commands.c: the admin console's commands that act on the daemon —
- * RELOAD, PAUSE [pool], RESUME [pool], DISPOSE [pool], SHUTDOWN — and SHOW
- * CONFIG. (admin.c owns the console itself and its SHOW figures.)
- *
- * PAUSE follows PgBouncer: the pools stop lending at once (clients wanting a
- * backend are queued, not refused, and do not time out while paused), and
- * the command completes when every transaction in flight on them has ended:
- * no backend lent or connecting. Until then the admin connection waits; a
- * CancelRequest ends the wait with 57014 and leaves the pools paused. */
+ * RELOAD, DISPOSE [pool], SHUTDOWN, and PAUSE/RESUME (admin_pause.c) — and
+ * SHOW CONFIG; the parsing of them all. (admin.c owns the console itself and
+ * its SHOW figures.) */
 #include "daemon/admin_commands.h"
 
 #include <ctype.h>
@@ -15,34 +10,15 @@
 #include <string.h>
 #include <strings.h>
 
+#include "daemon/admin_internal.h"
 #include "daemon/client_internal.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
 #include "daemon/reload.h"
 #include "daemon/server.h"
 
-#define PAUSE_CHECK_MS 20
-
-/* An admin connection waiting for its PAUSE to complete. */
-typedef struct pause_wait {
-    tp_client *client;
-    char *pool; /* the pool named, or NULL for every pool */
-} pause_wait;
-
-static pause_wait *waits;
-static size_t n_waits;
-static uv_timer_t pause_timer, shutdown_timer;
-static bool timers_ready;
-
-static void init_timers(void)
-{
-    if (timers_ready) return;
-    uv_timer_init(tp.loop, &pause_timer);
-    uv_timer_init(tp.loop, &shutdown_timer);
-    uv_unref((uv_handle_t *)&pause_timer); /* neither keeps the loop alive */
-    uv_unref((uv_handle_t *)&shutdown_timer);
-    timers_ready = true;
-}
+static uv_timer_t shutdown_timer;
+static bool timer_ready;
 
 static void send_buf(tp_client *c, proto_buf *pb)
 {
@@ -50,7 +26,7 @@ static void send_buf(tp_client *c, proto_buf *pb)
     proto_buf_free(pb);
 }
 
-static void reply_error(tp_client *c, const char *sqlstate, const char *msg, const char *detail)
+void admin_reply_error(tp_client *c, const char *sqlstate, const char *msg, const char *detail)
 {
     proto_buf pb;
     proto_buf_init(&pb);
@@ -59,7 +35,7 @@ static void reply_error(tp_client *c, const char *sqlstate, const char *msg, con
     send_buf(c, &pb);
 }
 
-static void reply_done(tp_client *c, const char *tag)
+void admin_reply_done(tp_client *c, const char *tag)
 {
     proto_buf pb;
     proto_buf_init(&pb);
@@ -70,13 +46,13 @@ static void reply_done(tp_client *c, const char *tag)
 
 /* The pool `name` names, for a command; replies 3D000 and returns NULL when
  * there is none. */
-static tp_pool *named_pool(tp_client *c, const char *name)
+tp_pool *admin_named_pool(tp_client *c, const char *name)
 {
     tp_pool *p = pools_find(name);
     if (!p) {
         char msg[300];
         snprintf(msg, sizeof msg, "no pool named \"%s\"", name);
-        reply_error(c, "3D000", msg, NULL);
+        admin_reply_error(c, "3D000", msg, NULL);
     }
     return p;
 }
@@ -88,7 +64,7 @@ static void cmd_reload(tp_client *c)
     log_info("admin: client %llu (%s): RELOAD", (unsigned long long)c->id, c->user);
     config_errors errs = {0};
     if (server_reload(&errs) == 0) {
-        reply_done(c, "RELOAD");
+        admin_reply_done(c, "RELOAD");
         return;
     }
     size_t len = 1;
@@ -105,141 +81,16 @@ static void cmd_reload(tp_client *c)
     char msg[160];
     snprintf(msg, sizeof msg, "reload refused: %zu error(s) in the configuration file; nothing was changed",
              errs.count);
-    reply_error(c, "F0000", msg, detail);
+    admin_reply_error(c, "F0000", msg, detail);
     free(detail);
     config_errors_clear(&errs);
-}
-
-/* ---- PAUSE / RESUME ---- */
-
-static bool pause_done(const pause_wait *w)
-{
-    if (w->pool) {
-        tp_pool *p = pools_find(w->pool);
-        /* Gone, or resumed by someone else meanwhile: nothing to wait for. */
-        return !p || !pool_is_paused(p->algo) || pools_pause_done(p);
-    }
-    for (size_t i = 0; i < pools_count(); i++) {
-        tp_pool *p = pools_at(i);
-        if (!p->removed && pool_is_paused(p->algo) && !pools_pause_done(p)) return false;
-    }
-    return true;
-}
-
-static void end_wait(size_t i)
-{
-    free(waits[i].pool);
-    waits[i] = waits[--n_waits];
-    if (n_waits == 0) uv_timer_stop(&pause_timer);
-}
-
-static void finish_wait(tp_client *c)
-{
-    c->admin_waiting = false;
-    client_start_reading(c);
-    client_handle_input(c);
-}
-
-static void on_pause_check(uv_timer_t *t)
-{
-    for (size_t i = 0; i < n_waits;) {
-        if (!pause_done(&waits[i])) {
-            i++;
-            continue;
-        }
-        tp_client *c = waits[i].client;
-        end_wait(i);
-        reply_done(c, "PAUSE");
-        if (c->state == CLIENT_ADMIN) finish_wait(c);
-    }
-}
-
-static void cmd_pause(tp_client *c, const char *name)
-{
-    tp_pool *one = name ? named_pool(c, name) : NULL;
-    if (name && !one) return;
-    size_t already = 0, live = 0;
-    for (size_t i = 0; i < pools_count(); i++) {
-        tp_pool *p = pools_at(i);
-        if (p->removed || (one && p != one)) continue;
-        live++;
-        already += pool_is_paused(p->algo);
-    }
-    if (live > 0 && already == live) {
-        reply_error(c, "55000", name ? "the pool is already paused" : "every pool is already paused", NULL);
-        return;
-    }
-    log_info("admin: client %llu (%s): PAUSE %s", (unsigned long long)c->id, c->user, name ? name : "(all)");
-    for (size_t i = 0; i < pools_count(); i++) {
-        tp_pool *p = pools_at(i);
-        if (!p->removed && (!one || p == one)) pools_pause(p);
-    }
-    pause_wait w = {.client = c, .pool = name ? strdup(name) : NULL};
-    if (name && !w.pool) {
-        reply_error(c, "53200", "out of memory", NULL);
-        return;
-    }
-    if (pause_done(&w)) {
-        free(w.pool);
-        reply_done(c, "PAUSE");
-        return;
-    }
-    pause_wait *v = realloc(waits, (n_waits + 1) * sizeof *v);
-    if (!v) {
-        free(w.pool);
-        reply_error(c, "53200", "out of memory", NULL);
-        return;
-    }
-    waits = v;
-    waits[n_waits++] = w;
-    c->admin_waiting = true;
-    client_stop_reading(c);
-    init_timers();
-    if (!uv_is_active((uv_handle_t *)&pause_timer))
-        uv_timer_start(&pause_timer, on_pause_check, PAUSE_CHECK_MS, PAUSE_CHECK_MS);
-}
-
-static void cmd_resume(tp_client *c, const char *name)
-{
-    tp_pool *one = name ? named_pool(c, name) : NULL;
-    if (name && !one) return;
-    size_t resumed = 0;
-    for (size_t i = 0; i < pools_count(); i++) {
-        tp_pool *p = pools_at(i);
-        if (p->removed || (one && p != one) || !pool_is_paused(p->algo)) continue;
-        pools_resume(p);
-        resumed++;
-    }
-    if (resumed == 0) {
-        reply_error(c, "55000", name ? "the pool is not paused" : "no pool is paused", NULL);
-        return;
-    }
-    log_info("admin: client %llu (%s): RESUME %s", (unsigned long long)c->id, c->user, name ? name : "(all)");
-    reply_done(c, "RESUME");
-}
-
-void admin_client_gone(tp_client *c)
-{
-    for (size_t i = 0; i < n_waits; i++)
-        if (waits[i].client == c) {
-            end_wait(i);
-            return;
-        }
-}
-
-void admin_cancel(tp_client *c)
-{
-    if (!c->admin_waiting) return;
-    admin_client_gone(c);
-    reply_error(c, "57014", "canceling statement due to user request", "the pools stay paused; RESUME them");
-    if (c->state == CLIENT_ADMIN) finish_wait(c);
 }
 
 /* ---- DISPOSE, SHUTDOWN ---- */
 
 static void cmd_dispose(tp_client *c, const char *name)
 {
-    tp_pool *one = name ? named_pool(c, name) : NULL;
+    tp_pool *one = name ? admin_named_pool(c, name) : NULL;
     if (name && !one) return;
     log_info("admin: client %llu (%s): DISPOSE %s", (unsigned long long)c->id, c->user,
              name ? name : "(all)");
@@ -247,7 +98,7 @@ static void cmd_dispose(tp_client *c, const char *name)
         tp_pool *p = pools_at(i);
         if (!p->removed && (!one || p == one)) pools_dispose(p, "DISPOSE");
     }
-    reply_done(c, "DISPOSE");
+    admin_reply_done(c, "DISPOSE");
 }
 
 static void on_shutdown_timer(uv_timer_t *t)
@@ -259,9 +110,13 @@ static void cmd_shutdown(tp_client *c)
 {
     log_info("admin: client %llu (%s): SHUTDOWN: shutting down after running transactions",
              (unsigned long long)c->id, c->user);
-    reply_done(c, "SHUTDOWN");
+    admin_reply_done(c, "SHUTDOWN");
     /* Out of this client's callback: stopping closes every client. */
-    init_timers();
+    if (!timer_ready) {
+        uv_timer_init(tp.loop, &shutdown_timer);
+        uv_unref((uv_handle_t *)&shutdown_timer); /* it does not keep the loop alive */
+        timer_ready = true;
+    }
     uv_timer_start(&shutdown_timer, on_shutdown_timer, 0, 0);
 }
 
@@ -356,7 +211,7 @@ bool admin_command(tp_client *c, const char *sql)
         char msg[300];
         snprintf(msg, sizeof msg, "syntax error: %s takes %s", w[0],
                  bare ? "no argument" : "at most a pool name");
-        reply_error(c, "42601", msg, NULL);
+        admin_reply_error(c, "42601", msg, NULL);
         return true;
     }
     if (show_config)
@@ -366,9 +221,9 @@ bool admin_command(tp_client *c, const char *sql)
     else if (strcasecmp(w[0], "shutdown") == 0)
         cmd_shutdown(c);
     else if (strcasecmp(w[0], "pause") == 0)
-        cmd_pause(c, arg);
+        admin_pause(c, arg);
     else if (strcasecmp(w[0], "resume") == 0)
-        cmd_resume(c, arg);
+        admin_resume(c, arg);
     else
         cmd_dispose(c, arg);
     return true;

@@ -131,6 +131,7 @@ int server_reload(config_errors *out)
     log_set_level(fresh->log_level);
     tp.cfg = fresh;
     config_free(old);
-    log_info("reloaded %s: %zu pool(s) added, %zu removed, %zu changed", fresh->path, added, removed, changed);
+    log_info("reloaded %s: %zu pool(s) added, %zu removed, %zu changed", fresh->path, added, removed,
+             changed);
     return 0;
 }

@@ -1,6 +1,6 @@
 /* test_pool.c: unit tests of pool/ — every QueuePool rule (checkout order,
  * strict-FIFO waiters, handoff, overflow, unlimited pools, timeouts and their
- * message, connect failures, recycle, invalidation, pre-ping, dispose,
+ * message, connect failures, recycle, invalidation, pre-ping, dispose, pause,
  * reload, cancel, stats) driven by a fake clock, plus a randomized test that
  * plays the daemon against the pool and checks the invariants after every
  * step. */
