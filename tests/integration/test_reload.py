@@ -11,6 +11,7 @@ listeners need a restart and keep their value."""
 import contextlib
 import os
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -70,15 +71,35 @@ class Reload(h.TestCase):
             conn.commit()
 
     def test_size_and_new_pool_while_clients_are_mid_transaction(self):
-        tp = self.daemon({"inventorydb": {"pool_size": 2, "max_overflow": 0, "pool_timeout": 2}})
+        tp = self.daemon({"inventorydb": {"pool_size": 2, "max_overflow": 0, "pool_timeout": 10}})
         held = self.hold_transactions(tp, 2, "sighup")
         self.assertEqual(pool_row(tp, "inventorydb")["checked_out"], "2")
+        # A third client queues for a backend; the larger pool serves it at once.
+        waiter = {}
+
+        def queued_client():
+            try:
+                with contextlib.closing(tp.connect(autocommit=False)) as c:
+                    with c.cursor() as cur:
+                        cur.execute("INSERT INTO reload_probe VALUES ('sighup')")
+                    c.commit()
+                    waiter["done"] = time.monotonic()
+            except Exception as e:  # reported by the assertions below
+                waiter["error"] = e
+
+        t = threading.Thread(target=queued_client, daemon=True)
+        t.start()
+        h.wait_until(lambda: pool_row(tp, "inventorydb")["waiting"] == "1", message="a client queued")
 
         # SIGHUP: pool_size 2 -> 4, pool otherdb appears.
         tp.pools["inventorydb"]["pool_size"] = 4
         tp.pools["otherdb"] = {}
         tp.write_config()
+        reloaded_at = time.monotonic()
         tp.reload()
+        t.join(10)
+        self.assertNotIn("error", waiter)
+        self.assertLess(waiter["done"] - reloaded_at, 5, "the queued client was not served at the reload")
         wait_pool_size(tp, "inventorydb", 4)
         self.assertIsNotNone(pool_row(tp, "otherdb"))
         # The larger pool serves two more clients while the first two still
@@ -89,7 +110,7 @@ class Reload(h.TestCase):
         self.assertTrue(r.ok, r)
         self.assertEqual(r.stdout.strip(), "otherdb")
         self.finish_transactions(held + more, "sighup")
-        self.assertEqual(probe_count("sighup"), 8)
+        self.assertEqual(probe_count("sighup"), 9)
 
         # Admin RELOAD: pool_size 4 -> 3, pool third appears, clients mid-transaction.
         held = self.hold_transactions(tp, 3, "admin")
