@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "daemon/params.h"
 #include "pool/pool.h"
+#include "stats/stats.h"
 
 typedef struct tp_backend tp_backend;
 typedef struct tp_client tp_client;
@@ -26,6 +27,8 @@ typedef struct tp_pool {
     int pinned;              /* clients pinned to their backend by session state */
     tp_params server_params; /* reported parameters of its first backend,
                                 told to clients at login in transaction mode */
+    stats_counters stats;    /* transactions, queries, bytes, wait and
+                                transaction histograms (SHOW STATS, /metrics) */
 } tp_pool;
 
 int pools_create(const config *cfg) __attribute__((warn_unused_result));
