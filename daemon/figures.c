@@ -31,7 +31,8 @@ stats_figures *figures_all(size_t *n)
     stats_figures *f = calloc(count, sizeof *f);
     if (!f) return NULL;
     double now = tp_now();
-    for (size_t i = 0; i < count; i++) figures_of(pools_at(i), now, &f[i]);
+    for (size_t i = 0; i < count; i++)
+        figures_of(pools_at(i), now, &f[i]);
     *n = count;
     return f;
 }

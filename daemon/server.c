@@ -12,6 +12,7 @@
 #include "daemon/flush.h"
 #include "daemon/listener.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "daemon/pools.h"
 
 tp_server tp;
@@ -80,6 +81,7 @@ void server_stop(bool graceful)
     if (!tp.stopping) {
         tp.stopping = true;
         listeners_close();
+        metrics_close();
     }
     if (!graceful) {
         close_all_clients();
@@ -131,8 +133,9 @@ int server_run(config *cfg)
     tp.have_users = cfg->auth_file != NULL;
     if (pools_create(cfg) < 0) return 1;
     flush_init();
-    if (listeners_open(cfg) < 0) {
+    if (listeners_open(cfg) < 0 || metrics_open(cfg) < 0) {
         listeners_close();
+        metrics_close();
         pools_close_all();
         uv_run(tp.loop, UV_RUN_DEFAULT);
         return 1;
