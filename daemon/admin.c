@@ -185,6 +185,15 @@ static size_t show_clients(proto_buf *pb)
     return n;
 }
 
+/* A backend's state as SHOW SERVERS tells it: "linked" with no client is
+ * being reset after its client left; "idle" while lent is being pre-pinged. */
+static const char *server_state_str(const tp_backend *b)
+{
+    if (b->state == BACKEND_LINKED && !b->client) return "resetting";
+    if (b->state == BACKEND_IDLE && b->slot.state == POOL_CONN_LENT) return "pinging";
+    return backend_state_to_str(b->state);
+}
+
 static size_t show_servers(proto_buf *pb)
 {
     static const char *const cols[] = {"id", "pool", "state", "pid", "client_id", "prepared_statements"};
@@ -199,7 +208,7 @@ static size_t show_servers(proto_buf *pb)
             snprintf(pid, sizeof pid, "%d", b->pid);
             snprintf(cid, sizeof cid, "%llu", b->client ? (unsigned long long)b->client->id : 0ull);
             snprintf(stmts, sizeof stmts, "%zu", b->prepared.count);
-            const char *vals[] = {id, p->cfg.name, backend_state_to_str(b->state), pid,
+            const char *vals[] = {id, p->cfg.name, server_state_str(b), pid,
                                   b->client ? cid : NULL, stmts};
             row(pb, nc, vals);
             n++;

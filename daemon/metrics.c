@@ -46,8 +46,7 @@ typedef struct metrics_conn {
     struct metrics_conn *next, *prev;
 } metrics_conn;
 
-static uv_tcp_t listener;
-static bool listening;
+static uv_tcp_t *listener; /* malloc'd: a reload may open a new one while the old closes */
 static metrics_conn *conns;
 static int n_conns;
 static char discard[4096]; /* input after the request goes here */
@@ -116,9 +115,8 @@ static void respond(metrics_conn *c, const char *status, const char *extra_heade
     stats_text_printf(&t,
                       "HTTP/1.1 %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n%sConnection: close\r\n\r\n",
                       status, content_type, body_len, extra_headers ? extra_headers : "");
-    size_t head_len = t.len;
-    if (!head_only && body_len > 0) stats_text_printf(&t, "%.*s", (int)body_len, body);
-    if (t.failed || (!head_only && t.len != head_len + body_len)) {
+    if (!head_only) stats_text_append(&t, body, body_len);
+    if (t.failed) {
         stats_text_free(&t);
         conn_close(c);
         return;
@@ -363,10 +361,11 @@ int metrics_open(const config *cfg)
         log_error("metrics_listen %s: not an address to listen on", cfg->metrics_listen);
         return rc;
     }
-    uv_tcp_init(tp.loop, &listener);
-    listening = true;
-    rc = uv_tcp_bind(&listener, (struct sockaddr *)&ss, ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
-    if (rc == 0) rc = uv_listen((uv_stream_t *)&listener, 128, on_connection);
+    listener = malloc(sizeof *listener);
+    if (!listener) return UV_ENOMEM;
+    uv_tcp_init(tp.loop, listener);
+    rc = uv_tcp_bind(listener, (struct sockaddr *)&ss, ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)listener, 128, on_connection);
     if (rc < 0) {
         log_error("metrics: could not listen on %s: %s", cfg->metrics_listen, uv_strerror(rc));
         metrics_close();
@@ -378,9 +377,9 @@ int metrics_open(const config *cfg)
 
 void metrics_close(void)
 {
-    if (listening) {
-        uv_close((uv_handle_t *)&listener, NULL);
-        listening = false;
+    if (listener) {
+        uv_close((uv_handle_t *)listener, (uv_close_cb)free);
+        listener = NULL;
     }
     while (conns)
         conn_close(conns);

@@ -5,5 +5,6 @@
 
 /* Listen on cfg->metrics_listen, if set. Negative when it cannot. */
 int metrics_open(const config *cfg) __attribute__((warn_unused_result));
-/* Stop listening and close the scrapes in progress. */
+/* Stop listening and close the scrapes in progress. metrics_open() may be
+ * called again afterwards (a reload that changed metrics_listen). */
 void metrics_close(void);

@@ -94,6 +94,7 @@ typedef struct stats_text {
 void stats_text_init(stats_text *t);
 void stats_text_free(stats_text *t);
 void stats_text_printf(stats_text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void stats_text_append(stats_text *t, const void *data, size_t len);
 /* Append s as a Prometheus label value: \ " and newline escaped. */
 void stats_text_label_value(stats_text *t, const char *s);
 

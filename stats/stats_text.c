@@ -62,6 +62,14 @@ void stats_text_printf(stats_text *t, const char *fmt, ...)
     va_end(again);
 }
 
+void stats_text_append(stats_text *t, const void *data, size_t len)
+{
+    if (len == 0 || !reserve(t, len)) return;
+    memcpy(t->data + t->len, data, len);
+    t->len += len;
+    t->data[t->len] = '\0';
+}
+
 void stats_text_label_value(stats_text *t, const char *s)
 {
     for (; *s; s++) {
@@ -73,10 +81,8 @@ void stats_text_label_value(stats_text *t, const char *s)
         else if (*s == '\n')
             esc = "\\n";
         if (esc)
-            stats_text_printf(t, "%s", esc);
-        else if (reserve(t, 1)) {
-            t->data[t->len++] = *s;
-            t->data[t->len] = '\0';
-        }
+            stats_text_append(t, esc, 2);
+        else
+            stats_text_append(t, s, 1);
     }
 }

@@ -135,6 +135,18 @@ START_TEST(test_text_grows_and_escapes)
     stats_text_label_value(&t, "a\\b\"c\nd");
     ck_assert_str_eq(t.data, "a\\\\b\\\"c\\nd");
     stats_text_free(&t);
+    stats_text_init(&t);
+    stats_text_append(&t, "", 0); /* nothing: still no buffer */
+    ck_assert_ptr_null(t.data);
+    static char big[10000];
+    memset(big, 'z', sizeof big);
+    stats_text_append(&t, "ab", 2);
+    stats_text_append(&t, big, sizeof big);
+    ck_assert(!t.failed);
+    ck_assert_uint_eq(t.len, 2 + sizeof big);
+    ck_assert_uint_eq(strlen(t.data), t.len);
+    ck_assert(t.data[0] == 'a' && t.data[t.len - 1] == 'z');
+    stats_text_free(&t);
 }
 END_TEST
 
