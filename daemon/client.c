@@ -17,6 +17,7 @@
 #include "daemon/client_internal.h"
 #include "daemon/flush.h"
 #include "daemon/log.h"
+#include "daemon/peer.h"
 #include "daemon/pools.h"
 #include "daemon/reset.h"
 #include "daemon/server.h"
@@ -926,20 +927,7 @@ static void describe_peer(tp_client *c)
         snprintf(c->peer, sizeof c->peer, "unix");
         return;
     }
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    char host[48] = "?";
-    int port = 0;
-    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        } else {
-            uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        }
-    }
-    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    peer_describe(&c->h.tcp, c->peer, sizeof c->peer);
 }
 
 void client_accept(uv_stream_t *server, bool unix_socket)

@@ -23,6 +23,7 @@
 
 #include "daemon/figures.h"
 #include "daemon/log.h"
+#include "daemon/peer.h"
 #include "daemon/server.h"
 
 #define METRICS_MAX_REQUEST 8192
@@ -269,24 +270,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     handle_request(c, false);
 }
 
-static void describe_peer(metrics_conn *c)
-{
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    char host[48] = "?";
-    int port = 0;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        } else {
-            uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        }
-    }
-    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
-}
-
 static void on_connection(uv_stream_t *server, int status)
 {
     if (status < 0) {
@@ -314,7 +297,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (conns) conns->prev = c;
     conns = c;
     n_conns++;
-    describe_peer(c);
+    peer_describe(&c->tcp, c->peer, sizeof c->peer);
     uv_timer_start(&c->timer, on_timeout, METRICS_READ_TIMEOUT_MS, 0);
     if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) < 0) conn_close(c);
 }
