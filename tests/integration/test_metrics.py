@@ -183,6 +183,9 @@ class Metrics(h.TestCase):
                 with self.assertRaises(h.PgError) as cm:
                     d.query("SELECT 1")                    # waits 1 s, then 53300
                 self.assertEqual(cm.exception.sqlstate, "53300")
+            # d's Terminate may still be on its way: wait until it is gone.
+            h.wait_until(lambda: table(admin, "SHOW POOLS")["inventorydb"]["clients"] == "3",
+                         message="d gone")
 
             # A quiet moment: nothing runs between the three readings.
             stats1, pools1 = table(admin, "SHOW STATS"), table(admin, "SHOW POOLS")
