@@ -319,6 +319,11 @@ class Metrics(h.TestCase):
                                value(fams, "tidepool_client_received_bytes_total", main))
             for cl in (a, b, c):
                 cl.close()
+            # A scrape still open when tidepool stops is closed with the rest:
+            # the daemon exits 0 (checked when the block ends), nothing leaks.
+            lingering = socket.create_connection(("127.0.0.1", port), timeout=10)
+            lingering.sendall(b"GET /metrics HTTP/1.1\r\n")
+            self.addCleanup(lingering.close)
 
 
 if __name__ == "__main__":
