@@ -1,8 +1,9 @@
 /* admin.c: the admin console, the virtual database `tidepool` for the users
  * in admin_users (SPEC §5). It answers simple Query messages with real rows,
- * psql-friendly: SHOW POOLS, SHOW CLIENTS, SHOW SERVERS here; RELOAD, PAUSE,
- * RESUME, DISPOSE, SHUTDOWN and SHOW CONFIG in admin_commands.c. Anything
- * else is refused with 0A000. */
+  * psql-friendly: SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, SHOW STATS here (the
+  * figures of SHOW POOLS and SHOW STATS come from daemon/figures.c, as do
+  * those of /metrics); RELOAD, PAUSE, RESUME, DISPOSE, SHUTDOWN and SHOW
+  * CONFIG in admin_commands.c. Anything else is refused with 0A000. */
 #include "daemon/admin.h"
 #include "daemon/admin_commands.h"
 
@@ -13,6 +14,7 @@
 
 #include "daemon/backend.h"
 #include "daemon/client_internal.h"
+#include "daemon/figures.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
 #include "daemon/server.h"
@@ -59,35 +61,88 @@ static size_t show_pools(proto_buf *pb)
                                        "clients", "pinned", "paused"};
     size_t nc = sizeof cols / sizeof cols[0];
     proto_build_row_description(pb, nc, cols);
-    double now = tp_now();
-    size_t n = 0;
-    for (size_t i = 0; i < pools_count(); i++) {
-        tp_pool *p = pools_at(i);
+    size_t n_all, n = 0;
+    stats_figures *all = figures_all(&n_all);
+    for (size_t i = 0; i < n_all; i++) {
+        const tp_pool *p = pools_at(i);
+        const stats_figures *f = &all[i];
+        const pool_stats *st = &f->algo;
         if (p->removed) continue; /* draining: see SHOW CLIENTS and SHOW SERVERS */
-        pool_stats st;
-        pool_get_stats(p->algo, now, &st);
-        char v[16][32];
-        snprintf(v[0], 32, "%s", p->cfg.pool_logging_name);
-        snprintf(v[1], 32, "%s", config_pool_mode_to_str(p->cfg.pool_mode));
-        snprintf(v[2], 32, "%s", config_isolation_to_str(p->cfg.isolation_level));
-        snprintf(v[3], 32, "%d", p->cfg.pool_size);
-        snprintf(v[4], 32, "%d", p->cfg.max_overflow);
-        snprintf(v[5], 32, "%d", st.idle);
-        snprintf(v[6], 32, "%d", st.lent);
-        snprintf(v[7], 32, "%d", st.connecting);
-        snprintf(v[8], 32, "%d", st.overflow);
-        snprintf(v[9], 32, "%d", st.waiting);
-        snprintf(v[10], 32, "%.3f", st.longest_wait);
-        snprintf(v[11], 32, "%llu", (unsigned long long)st.timeouts);
-        snprintf(v[12], 32, "%llu", (unsigned long long)st.invalidations);
-        snprintf(v[13], 32, "%llu", (unsigned long long)p->clients);
-        snprintf(v[14], 32, "%d", p->pinned);
-        snprintf(v[15], 32, "%s", pool_is_paused(p->algo) ? "yes" : "no");
+        char v[16][64];
+        snprintf(v[0], sizeof v[0], "%s", f->pool);
+        snprintf(v[1], sizeof v[1], "%s", config_pool_mode_to_str(p->cfg.pool_mode));
+        snprintf(v[2], sizeof v[2], "%s", config_isolation_to_str(p->cfg.isolation_level));
+        snprintf(v[3], sizeof v[3], "%d", f->pool_size);
+        snprintf(v[4], sizeof v[4], "%d", f->max_overflow);
+        snprintf(v[5], sizeof v[5], "%d", st->idle);
+        snprintf(v[6], sizeof v[6], "%d", st->lent);
+        snprintf(v[7], sizeof v[7], "%d", st->connecting);
+        snprintf(v[8], sizeof v[8], "%d", st->overflow);
+        snprintf(v[9], sizeof v[9], "%d", st->waiting);
+        snprintf(v[10], sizeof v[10], "%.3f", st->longest_wait);
+        snprintf(v[11], sizeof v[11], "%llu", (unsigned long long)st->timeouts);
+        snprintf(v[12], sizeof v[12], "%llu", (unsigned long long)st->invalidations);
+        snprintf(v[13], sizeof v[13], "%llu", (unsigned long long)f->clients);
+        snprintf(v[14], sizeof v[14], "%d", f->pinned);
+        snprintf(v[15], sizeof v[15], "%s", pool_is_paused(p->algo) ? "yes" : "no");
         const char *vals[16];
         for (size_t k = 0; k < nc; k++) vals[k] = v[k];
         row(pb, nc, vals);
         n++;
     }
+    free(all);
+    return n;
+}
+
+/* Seconds as whole microseconds, PgBouncer's unit for times. */
+static unsigned long long usec(double seconds) { return (unsigned long long)(seconds * 1e6 + 0.5); }
+
+/* SHOW STATS: one row per pool, PgBouncer's column names where it has the
+ * figure; times in microseconds. See docs/admin-console.md. */
+static size_t show_stats(proto_buf *pb)
+{
+    static const char *const cols[] = {
+        "pool",          "total_xact_count", "total_query_count", "total_received",
+        "total_sent",    "total_xact_time",  "total_wait_time",   "avg_xact_time",
+        "p99_xact_time", "avg_wait_time",    "p99_wait_time",     "total_server_assignment_count",
+        "timeouts",      "invalidations",    "recycles",          "connects",
+        "connect_failures", "pre_ping_failures"};
+    enum { NC = sizeof cols / sizeof cols[0] };
+    proto_build_row_description(pb, NC, cols);
+    size_t n;
+    stats_figures *all = figures_all(&n);
+    for (size_t i = 0; i < n; i++) {
+        const stats_figures *f = &all[i];
+        const stats_counters *k = &f->counters;
+        const unsigned long long nums[NC - 1] = {
+            k->transactions,
+            k->queries,
+            k->bytes_received,
+            k->bytes_sent,
+            usec(k->xact.sum),
+            usec(k->wait.sum),
+            usec(stats_hist_mean(&k->xact)),
+            usec(stats_hist_quantile(&k->xact, 0.99)),
+            usec(stats_hist_mean(&k->wait)),
+            usec(stats_hist_quantile(&k->wait, 0.99)),
+            f->algo.checkouts,
+            f->algo.timeouts,
+            f->algo.invalidations,
+            f->algo.recycles,
+            f->algo.connects,
+            f->algo.connect_failures,
+            k->pre_ping_failures,
+        };
+        char v[NC - 1][24];
+        const char *vals[NC];
+        vals[0] = f->pool;
+        for (size_t c = 0; c + 1 < NC; c++) {
+            snprintf(v[c], sizeof v[c], "%llu", nums[c]);
+            vals[c + 1] = v[c];
+        }
+        row(pb, NC, vals);
+    }
+    free(all);
     return n;
 }
 
@@ -134,6 +189,15 @@ static size_t show_clients(proto_buf *pb)
     return n;
 }
 
+/* A backend's state as SHOW SERVERS tells it: "linked" with no client is
+ * being reset after its client left; "idle" while lent is being pre-pinged. */
+static const char *server_state_str(const tp_backend *b)
+{
+    if (b->state == BACKEND_LINKED && !b->client) return "resetting";
+    if (b->state == BACKEND_IDLE && b->slot.state == POOL_CONN_LENT) return "pinging";
+    return backend_state_to_str(b->state);
+}
+
 static size_t show_servers(proto_buf *pb)
 {
     static const char *const cols[] = {"id", "pool", "state", "pid", "client_id", "prepared_statements"};
@@ -148,7 +212,7 @@ static size_t show_servers(proto_buf *pb)
             snprintf(pid, sizeof pid, "%d", b->pid);
             snprintf(cid, sizeof cid, "%llu", b->client ? (unsigned long long)b->client->id : 0ull);
             snprintf(stmts, sizeof stmts, "%zu", b->prepared.count);
-            const char *vals[] = {id, p->cfg.name, backend_state_to_str(b->state), pid,
+            const char *vals[] = {id, p->cfg.name, server_state_str(b), pid,
                                   b->client ? cid : NULL, stmts};
             row(pb, nc, vals);
             n++;
@@ -188,6 +252,7 @@ void admin_query(tp_client *c, const char *sql)
     if (strcmp(cmd, "show pools") == 0) rows = show_pools(&pb);
     else if (strcmp(cmd, "show clients") == 0) rows = show_clients(&pb);
     else if (strcmp(cmd, "show servers") == 0) rows = show_servers(&pb);
+    else if (strcmp(cmd, "show stats") == 0) rows = show_stats(&pb);
     else if (cmd[0] == '\0') {
         proto_build_empty_query(&pb);
         goto done;
@@ -195,7 +260,7 @@ void admin_query(tp_client *c, const char *sql)
         char msg[320];
         snprintf(msg, sizeof msg,
                  "admin console: unsupported command \"%s\" (try SHOW POOLS, SHOW CLIENTS, SHOW SERVERS, "
-                 "SHOW CONFIG, RELOAD, PAUSE, RESUME, DISPOSE, SHUTDOWN)",
+                 "SHOW STATS, SHOW CONFIG, RELOAD, PAUSE, RESUME, DISPOSE, SHUTDOWN)",
                  cmd);
         proto_build_error(&pb, "ERROR", "0A000", msg, NULL);
         goto done;

@@ -73,6 +73,10 @@ struct tp_backend {
     size_t pass_remaining; /* bytes of the current message still to forward */
 
     char txn_status;     /* last ReadyForQuery status: 'I', 'T' or 'E' */
+    double xact_started; /* tp_now() when the client's current transaction
+                            began (at lend in transaction mode, at its first
+                            message in session mode or while pinned); 0 when
+                            none is running or it is not to be counted */
     int pending_syncs;   /* Query/Sync sent whose ReadyForQuery hasn't come */
     bool in_copy;        /* CopyIn/CopyOut/CopyBoth in progress */
     tp_params params;    /* parameters as this backend has them now */

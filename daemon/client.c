@@ -18,6 +18,7 @@
 #include "daemon/client_internal.h"
 #include "daemon/flush.h"
 #include "daemon/log.h"
+#include "daemon/peer.h"
 #include "daemon/pools.h"
 #include "daemon/reset.h"
 #include "daemon/server.h"
@@ -121,6 +122,7 @@ void client_flush(tp_client *c)
 int client_send(tp_client *c, const void *data, size_t len)
 {
     if (c->state == CLIENT_CLOSING) return -1;
+    if (c->pool) c->pool->stats.bytes_sent += len;
     if (tp_buf_append(&c->out, data, len) < 0) {
         client_close(c);
         return -1;
@@ -185,6 +187,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         client_close(c);
         return;
     }
+    if (c->pool) c->pool->stats.bytes_received += (uint64_t)nread;
     if (tp_buf_append(&c->in, buf->base, (size_t)nread) < 0) {
         client_fatal(c, "53200", "out of memory");
         return;
@@ -520,6 +523,15 @@ static int deallocate_own_statement(tp_client *c, tp_backend *b, const uint8_t *
     return prepared_deallocate(c, b, name);
 }
 
+/* Statistics of a message about to be relayed: queries (Query, Execute),
+ * and the start of a transaction where the lend did not mark one (session
+ * mode, pinned clients). */
+static inline void count_message(tp_client *c, tp_backend *b, uint8_t type)
+{
+    if (type == 'Q' || type == 'E') c->pool->stats.queries++;
+    if (b->xact_started == 0) b->xact_started = tp_now();
+}
+
 /* Forward what is buffered to the linked backend, framing messages. */
 void client_process_input(tp_client *c)
 {
@@ -569,6 +581,7 @@ void client_process_input(tp_client *c)
                 break; /* statement names are rewritten on whole messages */
             }
             if (type == 'Q' || type == 'S' || type == 'F') b->pending_syncs++;
+            count_message(c, b, type);
             if (type == 'S' || type == 'Q') c->unsynced = false;
             else if (type == 'P' || type == 'B' || type == 'D' || type == 'E' || type == 'C' || type == 'H')
                 c->unsynced = true;
@@ -845,7 +858,12 @@ void client_on_ready(tp_client *c)
     if (!backend_is_clean(b) || c->pass_remaining > 0 || c->unsynced) return;
     if (!transaction_mode(c) || c->pins) {
         /* Session mode (or a pinned client) keeps its backend, unless the
-         * daemon is stopping. */
+         * daemon is stopping; the transaction ends here. */
+        if (b->xact_started > 0) {
+            c->pool->stats.transactions++;
+            stats_hist_observe(&c->pool->stats.xact, tp_now() - b->xact_started);
+            b->xact_started = 0;
+        }
         if (tp.stopping) client_fatal(c, "57P01", "terminating connection due to administrator command");
         return;
     }
@@ -901,6 +919,7 @@ static void client_close(tp_client *c)
     c->backend = NULL;
     if (b) {
         b->client = NULL;
+        b->xact_started = 0; /* abandoned: not a completed transaction */
         backend_release(b, !transaction_mode(c) || c->pins);
     }
     if (c->pool) pools_maybe_free(c->pool); /* a removed pool's last client */
@@ -918,20 +937,7 @@ static void describe_peer(tp_client *c)
         snprintf(c->peer, sizeof c->peer, "unix");
         return;
     }
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    char host[48] = "?";
-    int port = 0;
-    if (uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
-        if (ss.ss_family == AF_INET6) {
-            uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
-            port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-        } else {
-            uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
-            port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-        }
-    }
-    snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
+    peer_describe(&c->h.tcp, c->peer, sizeof c->peer);
 }
 
 void client_accept(uv_stream_t *server, bool unix_socket)

@@ -124,6 +124,7 @@ static void continue_after_sync(tp_client *c)
 {
     bool login = c->state == CLIENT_LOGIN_WAIT;
     if (login) {
+        c->backend->xact_started = 0; /* a backend taken to log in: no transaction yet */
         send_login_reply(c, &c->backend->params, c->backend->txn_status);
         if (c->state == CLIENT_CLOSING) return;
     }

@@ -60,10 +60,13 @@ static void serve_ready(tp_pool *p)
 
 /* ---- lending ---- */
 
-static void lend(tp_pool *p, tp_backend *b, tp_client *c)
+/* `now` is the time the caller already took for the pool's decision. */
+static void lend(tp_pool *p, tp_backend *b, tp_client *c, double now)
 {
     b->state = BACKEND_LINKED;
     b->client = c;
+    stats_hist_observe(&p->stats.wait, now - c->checkout_started);
+    b->xact_started = now;
     if (p->cfg.echo_pool == CONFIG_ECHO_DEBUG || log_enabled(CONFIG_LOG_DEBUG))
         log_info("pool %s: Connection <backend %llu pid %d> checked out from pool for client %llu",
                  p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid,
@@ -71,7 +74,7 @@ static void lend(tp_pool *p, tp_backend *b, tp_client *c)
     client_on_backend(c, b);
 }
 
-static void lend_checked(tp_pool *p, tp_backend *b, tp_client *c);
+static void lend_checked(tp_pool *p, tp_backend *b, tp_client *c, double now);
 static void on_new_backend(tp_backend *b, const char *error);
 
 /* Replace `old` by a new connection in its slot, for the same client: it
@@ -99,10 +102,11 @@ static void on_ping_done(tp_backend *b, bool ok, const char *sqlstate, const cha
     b->client = NULL;
     if (c) c->connecting = NULL;
     if (ok && backend_is_clean(b)) {
-        if (c) lend(p, b, c);
+        if (c) lend(p, b, c, tp_now());
         else pools_checkin(p, b);
         return;
     }
+    p->stats.pre_ping_failures++;
     if (echo_pool(p))
         log_info("pool %s: Pool pre-ping on connection <backend %llu pid %d> failed, will invalidate pool",
                  p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid);
@@ -117,12 +121,12 @@ static void on_ping_done(tp_backend *b, bool ok, const char *sqlstate, const cha
 }
 
 /* Lend-time checks in SQLAlchemy's order, then lend. */
-static void lend_checked(tp_pool *p, tp_backend *b, tp_client *c)
+static void lend_checked(tp_pool *p, tp_backend *b, tp_client *c, double now)
 {
-    pool_check chk = pool_lend_check(p->algo, &b->slot, tp_now());
+    pool_check chk = pool_lend_check(p->algo, &b->slot, now);
     switch (chk) {
     case POOL_CHECK_USE:
-        lend(p, b, c);
+        lend(p, b, c, now);
         return;
     case POOL_CHECK_PING:
         /* Like a connect in progress: the client may leave meanwhile. */
@@ -207,10 +211,11 @@ static void on_new_backend(tp_backend *b, const char *error)
         serve_ready(p);
         return;
     }
-    pool_connected(p->algo, &b->slot, tp_now());
+    double now = tp_now();
+    pool_connected(p->algo, &b->slot, now);
     if (p->server_params.count == 0 && params_copy(&p->server_params, &b->params) < 0)
         params_clear(&p->server_params);
-    if (c) lend(p, b, c);
+    if (c) lend(p, b, c, now);
     else pools_checkin(p, b);
 }
 
@@ -223,11 +228,12 @@ void pools_checkout(tp_pool *p, tp_client *c)
     }
     c->waiter.data = c;
     pool_conn *got = NULL;
-    pool_checkout_result r = pool_checkout(p->algo, &c->waiter, &fresh->slot, tp_now(), &got);
+    double now = tp_now();
+    pool_checkout_result r = pool_checkout(p->algo, &c->waiter, &fresh->slot, now, &got);
     if (r != POOL_OPEN) backend_discard(fresh);
     switch (r) {
     case POOL_LEND:
-        lend_checked(p, got->data, c);
+        lend_checked(p, got->data, c, now);
         return;
     case POOL_OPEN:
         fresh->client = c;
@@ -258,8 +264,15 @@ void pools_checkin(tp_pool *p, tp_backend *b)
 {
     b->client = NULL;
     b->state = BACKEND_IDLE;
+    double now = tp_now();
+    if (b->xact_started > 0) {
+        /* Transaction mode: the lend that ends here was one transaction. */
+        p->stats.transactions++;
+        stats_hist_observe(&p->stats.xact, now - b->xact_started);
+        b->xact_started = 0;
+    }
     pool_waiter *to = NULL;
-    pool_checkin_result r = pool_checkin(p->algo, &b->slot, tp_now(), &to);
+    pool_checkin_result r = pool_checkin(p->algo, &b->slot, now, &to);
     switch (r) {
     case POOL_KEEP:
         if (p->cfg.echo_pool == CONFIG_ECHO_DEBUG || log_enabled(CONFIG_LOG_DEBUG))
@@ -269,7 +282,7 @@ void pools_checkin(tp_pool *p, tp_backend *b)
         return;
     case POOL_HANDOFF:
         arm_timer(p);
-        lend_checked(p, b, to->data);
+        lend_checked(p, b, to->data, now);
         return;
     case POOL_CLOSE:
         backend_close(b, "not kept at checkin (pool_size idle, over capacity, or disposed)");

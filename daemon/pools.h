@@ -9,6 +9,7 @@
 #include "config/config.h"
 #include "daemon/params.h"
 #include "pool/pool.h"
+#include "stats/stats.h"
 
 typedef struct tp_backend tp_backend;
 typedef struct tp_client tp_client;
@@ -30,6 +31,8 @@ typedef struct tp_pool {
                                 found by name any more; its clients carry on */
     bool freeing;            /* drained: its timers are closing, then freed */
     int closing_handles;     /* timers not closed yet while freeing */
+    stats_counters stats;    /* transactions, queries, bytes, wait and
+                                transaction histograms (SHOW STATS, /metrics) */
 } tp_pool;
 
 /* ---- the set of pools (pools_set.c) ---- */

@@ -12,6 +12,7 @@
 #include "daemon/flush.h"
 #include "daemon/listener.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "daemon/pools.h"
 #include "daemon/reload.h"
 
@@ -81,6 +82,7 @@ void server_stop(bool graceful)
     if (!tp.stopping) {
         tp.stopping = true;
         listeners_close();
+        metrics_close();
     }
     if (!graceful) {
         close_all_clients();
@@ -127,8 +129,9 @@ static int run(config *cfg)
     tp.have_users = cfg->auth_file != NULL;
     if (pools_create(cfg) < 0) return 1;
     flush_init();
-    if (listeners_open(cfg) < 0) {
+    if (listeners_open(cfg) < 0 || metrics_open(cfg) < 0) {
         listeners_close();
+        metrics_close();
         pools_close_all();
         uv_run(tp.loop, UV_RUN_DEFAULT);
         return 1;
