@@ -70,29 +70,6 @@ static char *build_startup_options(const config_pool *c)
     return strdup(opts);
 }
 
-static int copy_pool_config(config_pool *dst, const config_pool *src)
-{
-    *dst = *src;
-    dst->name = strdup(src->name);
-    dst->url = strdup(src->url);
-    dst->conninfo = strdup(src->conninfo);
-    dst->on_connect = src->on_connect ? strdup(src->on_connect) : NULL;
-    dst->pool_logging_name = strdup(src->pool_logging_name ? src->pool_logging_name : src->name);
-    if (!dst->name || !dst->url || !dst->conninfo || !dst->pool_logging_name ||
-        (src->on_connect && !dst->on_connect))
-        return -1;
-    return 0;
-}
-
-static void free_pool_config(config_pool *c)
-{
-    free(c->name);
-    free(c->url);
-    free(c->conninfo);
-    free(c->on_connect);
-    free(c->pool_logging_name);
-}
-
 static void on_pool_timer(uv_timer_t *t);
 
 int pools_create(const config *cfg)
@@ -101,7 +78,7 @@ int pools_create(const config *cfg)
     if (!all_pools) return -1;
     for (size_t i = 0; i < cfg->n_pools; i++) {
         tp_pool *p = &all_pools[i];
-        if (copy_pool_config(&p->cfg, &cfg->pools[i]) < 0) return -1;
+        if (config_pool_copy(&p->cfg, &cfg->pools[i]) < 0) return -1;
         p->startup_options = build_startup_options(&p->cfg);
         pool_limits l = limits_of(&p->cfg);
         p->algo = pool_new(&l);
@@ -132,7 +109,7 @@ void pools_close_all(void)
 void pools_free(void)
 {
     for (size_t i = 0; i < n_all_pools; i++) {
-        free_pool_config(&all_pools[i].cfg);
+        config_pool_clear(&all_pools[i].cfg);
         free(all_pools[i].startup_options);
         params_clear(&all_pools[i].server_params);
         pool_free(all_pools[i].algo);
