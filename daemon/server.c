@@ -13,6 +13,7 @@
 #include "daemon/listener.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
+#include "daemon/secrets.h"
 
 tp_server tp;
 
@@ -31,6 +32,15 @@ static int load_users(const config *cfg, auth_file *out)
         return -1;
     }
     return 0;
+}
+
+static void on_secret_warning(void *arg, const char *message) { log_warn("%s", message); }
+
+/* Files holding secrets that others can read, entries that cannot log in. */
+static void warn_about_secrets(const config *cfg, const auth_file *users)
+{
+    secrets_check_files(cfg, on_secret_warning, NULL);
+    secrets_check_users(cfg, users, on_secret_warning, NULL);
 }
 
 static void close_all_clients(void)
@@ -115,6 +125,7 @@ static void on_signal(uv_signal_t *s, int signum)
             auth_file_free(&tp.users);
             tp.users = fresh;
             tp.have_users = tp.cfg->auth_file != NULL;
+            warn_about_secrets(tp.cfg, &tp.users);
         }
     }
 }
@@ -129,6 +140,7 @@ int server_run(config *cfg)
 
     if (load_users(cfg, &tp.users) < 0) return 1;
     tp.have_users = cfg->auth_file != NULL;
+    warn_about_secrets(cfg, &tp.users);
     if (pools_create(cfg) < 0) return 1;
     flush_init();
     if (listeners_open(cfg) < 0) {
