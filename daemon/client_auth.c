@@ -61,7 +61,7 @@ static void auth_failed(tp_client *c, const char *method, const char *reason)
 
 /* A refused exchange (wrong message, malformed, weaker method): logged like
  * a failed password, answered with its own SQLSTATE. */
-static void auth_refused(tp_client *c, const char *sqlstate, const char *message)
+void client_auth_refused(tp_client *c, const char *sqlstate, const char *message)
 {
     log_info("login failed: user \"%s\", pool \"%s\", client %llu (%s): %s (%s)", c->user, c->database,
              (unsigned long long)c->id, c->peer, message,
@@ -179,11 +179,11 @@ static void scram_step(tp_client *c, const proto_msg *m)
         const uint8_t *data;
         int32_t data_len;
         if (proto_parse_sasl_initial(m, &mech, &data, &data_len) != PROTO_COMPLETE || data_len < 0) {
-            auth_refused(c, "08P01", "malformed SASLInitialResponse message");
+            client_auth_refused(c, "08P01", "malformed SASLInitialResponse message");
             return;
         }
         if (strcmp(mech, "SCRAM-SHA-256") != 0) {
-            auth_refused(c, "28000", "client selected an invalid SASL authentication mechanism");
+            client_auth_refused(c, "28000", "client selected an invalid SASL authentication mechanism");
             return;
         }
         r = auth_scram_client_first(c->scram, data, (size_t)data_len, &out, &out_len, &why);
@@ -209,7 +209,7 @@ static void scram_step(tp_client *c, const proto_msg *m)
     case AUTH_SCRAM_ERROR: {
         char msg[256];
         snprintf(msg, sizeof msg, "malformed SCRAM message: %s", why ? why : "invalid");
-        auth_refused(c, "08P01", msg);
+        client_auth_refused(c, "08P01", msg);
         return;
     }
     }
@@ -218,7 +218,7 @@ static void scram_step(tp_client *c, const proto_msg *m)
 void client_auth_message(tp_client *c, const proto_msg *m)
 {
     if (m->type != 'p') {
-        auth_refused(c, "08P01", "expected password response");
+        client_auth_refused(c, "08P01", "expected password response");
         return;
     }
     if (c->auth_method == CONFIG_AUTH_SCRAM_SHA_256) {
@@ -227,7 +227,7 @@ void client_auth_message(tp_client *c, const proto_msg *m)
     }
     const char *answer;
     if (proto_parse_cstring(m, &answer) != PROTO_COMPLETE) {
-        auth_refused(c, "08P01", "malformed password message");
+        client_auth_refused(c, "08P01", "malformed password message");
         return;
     }
     bool ok;

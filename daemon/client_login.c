@@ -21,6 +21,7 @@
 #include "daemon/admin.h"
 #include "daemon/backend.h"
 #include "daemon/client_internal.h"
+#include "daemon/client_limits.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
 #include "daemon/server.h"
@@ -68,6 +69,7 @@ static void send_login_reply(tp_client *c, const tp_params *server, char txn_sta
     proto_buf_free(&pb);
     if (rc < 0) return;
     c->logged_in = true;
+    c->idle_since = client_limits_clock();
 }
 
 void client_login(tp_client *c)

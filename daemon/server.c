@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "daemon/client.h"
+#include "daemon/client_limits.h"
 #include "daemon/flush.h"
 #include "daemon/listener.h"
 #include "daemon/log.h"
@@ -69,6 +70,7 @@ void server_maybe_finish(void)
     }
     pools_close_all();
     flush_close();
+    client_limits_stop();
     uv_signal_stop(&sig_int);
     uv_signal_stop(&sig_term);
     uv_signal_stop(&sig_hup);
@@ -155,6 +157,7 @@ int server_run(config *cfg)
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_hup, on_signal, SIGHUP);
+    client_limits_start();
     log_info("tidepool ready: %zu pool(s)", cfg->n_pools);
 
     uv_run(tp.loop, UV_RUN_DEFAULT);
