@@ -239,8 +239,10 @@ def ini_value(v):
 
 
 def write_ini(path, sections):
-    """sections: {section name: {key: value}}, in order. None values are left out."""
-    with open(path, "w") as f:
+    """sections: {section name: {key: value}}, in order. None values are left out.
+    Private (0600): pool urls hold passwords, and tidepool warns otherwise."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        os.fchmod(f.fileno(), 0o600)
         f.write("; written by tpharness\n")
         for name, keys in sections.items():
             f.write(f"\n[{name}]\n")
