@@ -45,7 +45,8 @@ auth_user *auth_file_find(const auth_file *f, const char *user);
 
 /* The secret to run a SCRAM exchange with for `u`: its SCRAM verifier; for a
  * plaintext secret, a verifier derived from it on first use (PBKDF2, 4096
- * rounds: a few milliseconds) and kept in `u` until the file is freed, so
+ * rounds: a few milliseconds; auth_scram_make_user_verifier, so its salt is
+ * the one a missing user would get) and kept in `u` until the file is freed, so
  * later logins cost no more than with a stored verifier; NULL for an md5
  * secret (unusable for SCRAM) or when out of memory. */
 const char *auth_user_scram_secret(auth_user *u);
@@ -97,6 +98,10 @@ bool auth_scram_verifier_valid(const char *secret);
 /* Make a SCRAM verifier for a password (random 16-byte salt, 4096 iterations),
  * as PostgreSQL stores it. malloc'd; NULL on failure. */
 char *auth_scram_make_verifier(const char *password);
+/* The same, with the salt a mock exchange shows for `user` (derived from the
+ * name and a per-process secret): a user with a plaintext secret is offered
+ * the very salt it would be offered if it did not exist. */
+char *auth_scram_make_user_verifier(const char *user, const char *password);
 
 /* ---- MD5 and cleartext ---- */
 

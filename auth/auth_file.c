@@ -372,6 +372,6 @@ const char *auth_user_scram_secret(auth_user *u)
     if (u->secret[0] == '\0')
         return u->secret; /* an empty password never authenticates: the mock exchange */
     if (u->scram_cache == NULL)
-        u->scram_cache = auth_scram_make_verifier(u->secret);
+        u->scram_cache = auth_scram_make_user_verifier(u->name, u->secret);
     return u->scram_cache;
 }

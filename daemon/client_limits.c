@@ -20,7 +20,10 @@
 static uv_timer_t sweep_timer;
 static bool sweep_on;
 
-uint32_t client_limits_clock(void) { return (uint32_t)(uv_now(tp.loop) / 100); }
+uint32_t client_limits_clock(void)
+{
+    return (uint32_t)(uv_now(tp.loop) / 100);
+}
 
 /* Logged in, not inside a transaction, nothing running or pending. */
 static bool is_idle(const tp_client *c)
@@ -35,10 +38,12 @@ static void check_client(tp_client *c, const config *cfg, double now, uint32_t c
 {
     if (c->state == CLIENT_STARTUP || c->state == CLIENT_AUTH) {
         if (cfg->client_login_timeout > 0 && now - c->connected_at >= cfg->client_login_timeout) {
-            log_info("client %llu (%s): client_login_timeout (%g s) reached %s; closing", (unsigned long long)c->id,
-                     c->peer, cfg->client_login_timeout,
-                     c->state == CLIENT_STARTUP ? "before a complete startup packet" : "during authentication");
-            client_fatal(c, "08P01", "client_login_timeout: startup and authentication not completed in time");
+            log_info("client %llu (%s): client_login_timeout (%g s) reached %s; closing",
+                     (unsigned long long)c->id, c->peer, cfg->client_login_timeout,
+                     c->state == CLIENT_STARTUP ? "before a complete startup packet"
+                                                : "during authentication");
+            client_fatal(c, "08P01",
+                         "client_login_timeout: startup and authentication not completed in time");
         }
         return;
     }

@@ -22,8 +22,8 @@ static int check_mode(const char *what, const char *path, secrets_warn_fn warn, 
                       : (open_bits & 044u)                     ? "read"
                                                                : "written";
     char msg[1200];
-    snprintf(msg, sizeof msg, "%s %s can be %s by %s (mode %04o), but it holds passwords: chmod go-rwx it", what,
-             path, how, who, (unsigned)st.st_mode & 07777u);
+    snprintf(msg, sizeof msg, "%s %s can be %s by %s (mode %04o), but it holds passwords: chmod go-rwx it",
+             what, path, how, who, (unsigned)st.st_mode & 07777u);
     warn(arg, msg);
     return 1;
 }

@@ -35,7 +35,10 @@ static int load_users(const config *cfg, auth_file *out)
     return 0;
 }
 
-static void on_secret_warning(void *arg, const char *message) { log_warn("%s", message); }
+static void on_secret_warning(void *arg, const char *message)
+{
+    log_warn("%s", message);
+}
 
 /* Files holding secrets that others can read, entries that cannot log in. */
 static void warn_about_secrets(const config *cfg, const auth_file *users)

@@ -545,29 +545,6 @@ START_TEST(scram_round_trip_verifier)
 }
 END_TEST
 
-START_TEST(scram_secret_cached)
-{
-    auth_file f;
-    int line = 0;
-    const char *why = NULL;
-    char text[512];
-    snprintf(text, sizeof text, "\"alice\" \"pw\"\n\"bob\" \"md5%032d\"\n\"carol\" \"%s\"\n"
-             "\"dave\" \"\"\n", 0, RFC_VERIFIER);
-    ck_assert_int_eq(auth_file_parse(text, &f, &line, &why), 0);
-    auth_user *alice = auth_file_find(&f, "alice");
-    const char *v = auth_user_scram_secret(alice);
-    ck_assert_ptr_nonnull(v);
-    ck_assert(auth_scram_verifier_valid(v));
-    ck_assert_ptr_eq(auth_user_scram_secret(alice), v); /* derived once */
-    ck_assert_int_eq(round_trip("alice", v, "pw", 'n'), AUTH_SCRAM_FINAL);
-    ck_assert_int_eq(round_trip("alice", v, "nope", 'n'), AUTH_SCRAM_FAIL);
-    ck_assert_ptr_null(auth_user_scram_secret(auth_file_find(&f, "bob")));
-    ck_assert_str_eq(auth_user_scram_secret(auth_file_find(&f, "carol")), RFC_VERIFIER);
-    ck_assert_str_eq(auth_user_scram_secret(auth_file_find(&f, "dave")), "");
-    auth_file_free(&f); /* frees the cache too (LSan checks) */
-}
-END_TEST
-
 START_TEST(scram_make_verifier)
 {
     char *v = auth_scram_make_verifier("s3cr3t pässwörd");
@@ -649,6 +626,34 @@ START_TEST(scram_nonexistent_user)
     ck_assert_str_eq(strstr(a, ",i="), ",i=4096");
     /* Server nonces differ between exchanges. */
     ck_assert_str_ne(a, b);
+}
+END_TEST
+
+START_TEST(scram_secret_cached)
+{
+    auth_file f;
+    int line = 0;
+    const char *why = NULL;
+    char text[512];
+    snprintf(text, sizeof text, "\"alice\" \"pw\"\n\"bob\" \"md5%032d\"\n\"carol\" \"%s\"\n"
+             "\"dave\" \"\"\n", 0, RFC_VERIFIER);
+    ck_assert_int_eq(auth_file_parse(text, &f, &line, &why), 0);
+    auth_user *alice = auth_file_find(&f, "alice");
+    const char *v = auth_user_scram_secret(alice);
+    ck_assert_ptr_nonnull(v);
+    ck_assert(auth_scram_verifier_valid(v));
+    ck_assert_ptr_eq(auth_user_scram_secret(alice), v); /* derived once */
+    /* Its salt is the one a missing "alice" would be shown. */
+    char first[256], salt[64];
+    first_of("alice", NULL, first, sizeof first);
+    salt_of(first, salt, sizeof salt);
+    ck_assert_ptr_nonnull(strstr(v, salt));
+    ck_assert_int_eq(round_trip("alice", v, "pw", 'n'), AUTH_SCRAM_FINAL);
+    ck_assert_int_eq(round_trip("alice", v, "nope", 'n'), AUTH_SCRAM_FAIL);
+    ck_assert_ptr_null(auth_user_scram_secret(auth_file_find(&f, "bob")));
+    ck_assert_str_eq(auth_user_scram_secret(auth_file_find(&f, "carol")), RFC_VERIFIER);
+    ck_assert_str_eq(auth_user_scram_secret(auth_file_find(&f, "dave")), "");
+    auth_file_free(&f); /* frees the cache too (LSan checks) */
 }
 END_TEST
 
