@@ -233,6 +233,29 @@ class AuthAccess(h.TestCase):
                             if len(part) > 8:
                                 self.assertNotIn(part.decode(errors="replace"), log)
 
+    def test_reload_keeps_answers_alike(self):
+        # A plaintext entry's salt is the one the same name gets when missing
+        # from auth_file; a changed password takes effect on SIGHUP (the keys
+        # derived from the old one are dropped).
+        with self.daemon() as tp:
+            with tp.raw(user="alice", password=USERS["alice"]):
+                pass
+            before = salt_of(exchange(tp, "alice", WRONG)[0])
+            h.write_userlist(tp.auth_file, {**USERS, "alice": "alice-new-pw"})
+            del_alice = {k: v for k, v in USERS.items() if k != "alice"}
+            tp.reload()
+            h.wait_until(lambda: tp.log_text().count("received SIGHUP") >= 1, message="reload")
+            self.assertEqual(self.refused(tp, "alice", USERS["alice"]).sqlstate, "28P01")
+            with tp.raw(user="alice", password="alice-new-pw") as c:
+                self.assertEqual(c.fetch("SELECT 1")[0][0], "1")
+            h.write_userlist(tp.auth_file, del_alice)
+            tp.reload()
+            h.wait_until(lambda: tp.log_text().count("received SIGHUP") >= 2, message="reload")
+            got, _ = exchange(tp, "alice", "alice-new-pw")
+            self.assertEqual(error_of(got)["C"], "28P01")
+            self.assertEqual(salt_of(got), before)
+            self.assertRegex(tp.log_text(), r'login failed: user "alice", pool "inventorydb", .*: unknown user')
+
     def test_unknown_user_md5(self):
         with self.daemon(auth_type="md5") as tp:
             wrong, _ = exchange(tp, "alice", WRONG)
