@@ -16,6 +16,7 @@ import os
 import re
 import struct
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tpharness as h  # noqa: E402
@@ -263,6 +264,19 @@ class AuthAccess(h.TestCase):
             self.assertEqual(shape(ghost, "ghost"), shape(wrong, "alice"))
             self.assertEqual([t for t, _ in wrong], [b"R", b"E"])
             self.assertEqual(error_of(ghost)["C"], "28P01")
+
+    def test_permission_warning_at_start(self):
+        fd, path = tempfile.mkstemp(prefix="tp-userlist-", suffix=".txt")
+        os.close(fd)
+        h.write_userlist(path, USERS)
+        os.chmod(path, 0o604)
+        try:
+            with self.daemon(auth_file=path) as tp:
+                self.assertRegex(tp.log_text(), r"WARNING: auth_file \S+ can be read by others \(mode 0604\)")
+                with tp.raw(user="alice", password=USERS["alice"]) as c:
+                    self.assertEqual(c.fetch("SELECT 1")[0][0], "1")
+        finally:
+            os.unlink(path)
 
     def test_permission_warnings(self):
         warning = re.compile(r"auth_file \S+ can be read .*by group and others \(mode 0644\)")
