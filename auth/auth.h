@@ -24,6 +24,8 @@ typedef struct auth_user {
     char *name;
     char *secret;
     auth_secret_kind kind;
+    char *scram_cache; /* plaintext secret: a SCRAM verifier made from it once
+                          (auth_user_scram_secret), freed with the file */
 } auth_user;
 
 typedef struct auth_file {
@@ -38,7 +40,16 @@ int auth_file_parse(const char *text, auth_file *out, int *err_line, const char 
  * ("PATH:LINE: what" or "PATH: strerror"). */
 int auth_file_load(const char *path, auth_file *out, char **err);
 void auth_file_free(auth_file *f);
-const auth_user *auth_file_find(const auth_file *f, const char *user);
+/* The entry of `user`, or NULL. Not const: the entry caches derived keys. */
+auth_user *auth_file_find(const auth_file *f, const char *user);
+
+/* The secret to run a SCRAM exchange with for `u`: its SCRAM verifier; for a
+ * plaintext secret, a verifier derived from it on first use (PBKDF2, 4096
+ * rounds: a few milliseconds; auth_scram_make_user_verifier, so its salt is
+ * the one a missing user would get) and kept in `u` until the file is freed, so
+ * later logins cost no more than with a stored verifier; NULL for an md5
+ * secret (unusable for SCRAM) or when out of memory. */
+const char *auth_user_scram_secret(auth_user *u);
 
 /* Classify a secret string. */
 auth_secret_kind auth_secret_classify(const char *secret);
@@ -87,6 +98,10 @@ bool auth_scram_verifier_valid(const char *secret);
 /* Make a SCRAM verifier for a password (random 16-byte salt, 4096 iterations),
  * as PostgreSQL stores it. malloc'd; NULL on failure. */
 char *auth_scram_make_verifier(const char *password);
+/* The same, with the salt a mock exchange shows for `user` (derived from the
+ * name and a per-process secret): a user with a plaintext secret is offered
+ * the very salt it would be offered if it did not exist. */
+char *auth_scram_make_user_verifier(const char *user, const char *password);
 
 /* ---- MD5 and cleartext ---- */
 

@@ -55,7 +55,11 @@ static void free_user(auth_user *u)
         OPENSSL_cleanse(u->secret, strlen(u->secret));
         free(u->secret);
     }
-    u->name = u->secret = NULL;
+    if (u->scram_cache != NULL) {
+        OPENSSL_cleanse(u->scram_cache, strlen(u->scram_cache));
+        free(u->scram_cache);
+    }
+    u->name = u->secret = u->scram_cache = NULL;
 }
 
 /* Read a quoted string starting at *pp (which points at the opening quote)
@@ -339,7 +343,7 @@ void auth_file_free(auth_file *f)
     f->n_users = 0;
 }
 
-const auth_user *auth_file_find(const auth_file *f, const char *user)
+auth_user *auth_file_find(const auth_file *f, const char *user)
 {
     size_t lo = 0, hi = f->n_users;
     while (lo < hi) {
@@ -353,4 +357,21 @@ const auth_user *auth_file_find(const auth_file *f, const char *user)
             lo = mid + 1;
     }
     return NULL;
+}
+
+const char *auth_user_scram_secret(auth_user *u)
+{
+    switch (u->kind) {
+    case AUTH_SECRET_SCRAM:
+        return u->secret;
+    case AUTH_SECRET_MD5:
+        return NULL;
+    case AUTH_SECRET_PLAIN:
+        break;
+    }
+    if (u->secret[0] == '\0')
+        return u->secret; /* an empty password never authenticates: the mock exchange */
+    if (u->scram_cache == NULL)
+        u->scram_cache = auth_scram_make_user_verifier(u->name, u->secret);
+    return u->scram_cache;
 }

@@ -120,20 +120,20 @@ bool auth_scram_verifier_valid(const char *secret)
     return secret != NULL && auth_scram_parse_verifier(secret, &v) == 0;
 }
 
-char *auth_scram_make_verifier(const char *password)
+/* A verifier for `password` with the given salt (AUTH_SCRAM_SALT_LEN bytes). */
+static char *make_verifier(const char *password, const uint8_t *salt)
 {
-    uint8_t salt[AUTH_SCRAM_SALT_LEN];
     uint8_t salted[AUTH_SCRAM_KEY_LEN], stored[AUTH_SCRAM_KEY_LEN], server[AUTH_SCRAM_KEY_LEN];
     char salt64[AUTH_B64_ENC_LEN(AUTH_SCRAM_SALT_LEN) + 1];
     char stored64[AUTH_B64_ENC_LEN(AUTH_SCRAM_KEY_LEN) + 1];
     char server64[AUTH_B64_ENC_LEN(AUTH_SCRAM_KEY_LEN) + 1];
     char *out = NULL;
 
-    if (password == NULL || auth_random_bytes(salt, sizeof salt) != 0 ||
-        auth_scram_salted_password(password, salt, sizeof salt, AUTH_SCRAM_ITERATIONS, salted) != 0 ||
+    if (password == NULL ||
+        auth_scram_salted_password(password, salt, AUTH_SCRAM_SALT_LEN, AUTH_SCRAM_ITERATIONS, salted) != 0 ||
         auth_scram_keys(salted, stored, server) != 0)
         goto done;
-    auth_b64_encode(salt, sizeof salt, salt64);
+    auth_b64_encode(salt, AUTH_SCRAM_SALT_LEN, salt64);
     auth_b64_encode(stored, sizeof stored, stored64);
     auth_b64_encode(server, sizeof server, server64);
     int n = snprintf(NULL, 0, SCRAM_PREFIX "%d:%s$%s:%s", AUTH_SCRAM_ITERATIONS, salt64, stored64,
@@ -145,6 +145,14 @@ char *auth_scram_make_verifier(const char *password)
 done:
     OPENSSL_cleanse(salted, sizeof salted);
     return out;
+}
+
+char *auth_scram_make_verifier(const char *password)
+{
+    uint8_t salt[AUTH_SCRAM_SALT_LEN];
+    if (auth_random_bytes(salt, sizeof salt) != 0)
+        return NULL;
+    return make_verifier(password, salt);
 }
 
 /* ---- mock exchanges ---- */
@@ -161,13 +169,29 @@ static void mock_key_init(void)
     mock_key_ok = auth_random_bytes(mock_key, sizeof mock_key) == 0;
 }
 
-static int make_mock(auth_scram *s, const char *user)
+/* The salt shown for `user` when it has no usable verifier of its own. */
+static int mock_salt(const char *user, uint8_t salt[AUTH_SCRAM_SALT_LEN])
 {
     uint8_t mac[AUTH_SCRAM_KEY_LEN];
     pthread_once(&mock_once, mock_key_init);
     if (!mock_key_ok || auth_hmac_sha256(mock_key, sizeof mock_key, user, strlen(user), mac) != 0)
         return -1;
-    memcpy(s->salt, mac, AUTH_SCRAM_SALT_LEN);
+    memcpy(salt, mac, AUTH_SCRAM_SALT_LEN);
+    return 0;
+}
+
+char *auth_scram_make_user_verifier(const char *user, const char *password)
+{
+    uint8_t salt[AUTH_SCRAM_SALT_LEN];
+    if (user == NULL || mock_salt(user, salt) != 0)
+        return NULL;
+    return make_verifier(password, salt);
+}
+
+static int make_mock(auth_scram *s, const char *user)
+{
+    if (mock_salt(user, s->salt) != 0)
+        return -1;
     s->salt_len = AUTH_SCRAM_SALT_LEN;
     s->iterations = AUTH_SCRAM_ITERATIONS;
     s->doomed = true;

@@ -73,6 +73,8 @@ typedef struct config_pool {
     char *pool_logging_name; /* defaults to name */
     int max_prepared_statements; /* transaction mode: named statements kept
                                     prepared per backend (PgBouncer's key) */
+    char **allowed_users;    /* users who may use the pool; none = every user */
+    size_t n_allowed_users;
     int line;                /* line of the [pool.NAME] header */
 } config_pool;
 
@@ -84,6 +86,10 @@ typedef struct config {
     char *unix_socket_dir;     /* NULL = no Unix socket */
     int unix_socket_mode;      /* octal permissions, 0..0777 */
     int max_client_conn;       /* >= 1 */
+    int max_message_size;      /* bytes a client message may declare (length
+                                  field), PROTO's 4-byte length included */
+    double client_login_timeout; /* seconds from accept to authenticated; 0 = off */
+    double client_idle_timeout;  /* seconds idle outside a transaction; 0 = off */
     config_auth_type auth_type;
     char *auth_file;           /* NULL = none */
     char **admin_users;
@@ -115,6 +121,19 @@ void config_set_conninfo_check(config_conninfo_check fn, void *arg);
 
 void config_free(config *cfg);
 void config_errors_clear(config_errors *errs);
+
+/* Deep copy of a pool's fields (the daemon keeps its own); -1 when out of
+ * memory (dst is then cleared). */
+int config_pool_copy(config_pool *dst, const config_pool *src) __attribute__((warn_unused_result));
+/* Frees a pool's strings and lists and zeroes it. */
+void config_pool_clear(config_pool *pool);
+
+/* Whether `user` may use `pool` (allowed_users empty: everyone). */
+bool config_pool_allows(const config_pool *pool, const char *user);
+
+/* Whether a url as written holds a password (user:password@ in a URI, or a
+ * password= keyword), so the file holding it is a secret too. */
+bool config_url_has_password(const char *url);
 
 /* The pool named `name`, or NULL. */
 const config_pool *config_find_pool(const config *cfg, const char *name);

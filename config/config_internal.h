@@ -116,11 +116,6 @@ int config_key_apply(const config_key *k, const char *text, void *base, char **w
 int config_defaults_daemon(config *cfg) CONFIG_WUR;
 int config_defaults_pool(config_pool *pool) CONFIG_WUR;
 
-/* Deep copy of a pool's fields; -1 when out of memory (dst is then cleared). */
-int config_pool_copy(config_pool *dst, const config_pool *src) CONFIG_WUR;
-/* Frees a pool's strings and zeroes it. */
-void config_pool_clear(config_pool *pool);
-
 /* ---- the raw document (config_lex.c) ----------------------------------- */
 
 typedef struct config_entry {

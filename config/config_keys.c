@@ -99,6 +99,12 @@ static const config_key keys[] = {
      "an octal mode from 0 to 0777 (like 0777 or 0660)", "0777"},
     {"max_client_conn", CONFIG_SCOPE_DAEMON, KIND_INT, D(max_client_conn), 0, 1, INT_MAX, NULL,
      "an integer >= 1", "10000"},
+    {"max_message_size", CONFIG_SCOPE_DAEMON, KIND_INT, D(max_message_size), 0, 1024, 1073741824, NULL,
+     "a number of bytes from 1024 to 1073741824", "1073741824"},
+    {"client_login_timeout", CONFIG_SCOPE_DAEMON, KIND_SECONDS, D(client_login_timeout), 0, 0, 0, NULL,
+     "a number of seconds >= 0 (0 = no limit)", "60"},
+    {"client_idle_timeout", CONFIG_SCOPE_DAEMON, KIND_SECONDS, D(client_idle_timeout), 0, 0, 0, NULL,
+     "a number of seconds >= 0 (0 = no limit)", "0"},
     {"auth_type", CONFIG_SCOPE_DAEMON, KIND_ENUM, D(auth_type), 0, 0, 0, auth_words,
      "scram-sha-256, md5, password, trust or peer", "scram-sha-256"},
     {"auth_file", CONFIG_SCOPE_DAEMON, KIND_TEXT, D(auth_file), 0, 0, 0, NULL, "a file name", ""},
@@ -140,6 +146,8 @@ static const config_key keys[] = {
      BOOLEAN " or 'debug'", "false"},
     {"max_prepared_statements", CONFIG_SCOPE_POOL, KIND_INT, P(max_prepared_statements), 0, 0, 1000000,
      NULL, "an integer >= 0 (0 = do not cache prepared statements on backends)", "200"},
+    {"allowed_users", CONFIG_SCOPE_POOL, KIND_USERS, P(allowed_users), P(n_allowed_users), 0, 0, NULL,
+     "comma-separated user names, or nothing for every user", ""},
     {"pool_logging_name", CONFIG_SCOPE_POOL_ONLY, KIND_NAME, P(pool_logging_name), 0, 0, 0, NULL,
      "a name that is not empty", NULL},
 };
@@ -429,6 +437,7 @@ void config_pool_clear(config_pool *p)
     free(p->conninfo);
     free(p->on_connect);
     free(p->pool_logging_name);
+    config_free_list(p->allowed_users, p->n_allowed_users);
     *p = (config_pool){0};
 }
 
@@ -438,14 +447,46 @@ static int dup_or_null(char **dst, const char *src)
     return src && !*dst ? -1 : 0;
 }
 
+static int copy_list(char ***dst, size_t *n_dst, char *const *src, size_t n)
+{
+    if (n == 0)
+        return 0;
+    char **v = calloc(n, sizeof *v);
+    if (!v)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!(v[i] = strdup(src[i]))) {
+            config_free_list(v, i);
+            return -1;
+        }
+    }
+    *dst = v;
+    *n_dst = n;
+    return 0;
+}
+
+bool config_pool_allows(const config_pool *pool, const char *user)
+{
+    if (pool->n_allowed_users == 0)
+        return true;
+    for (size_t i = 0; i < pool->n_allowed_users; i++)
+        if (strcmp(pool->allowed_users[i], user) == 0)
+            return true;
+    return false;
+}
+
 int config_pool_copy(config_pool *dst, const config_pool *src)
 {
     *dst = *src;
     dst->name = dst->url = dst->conninfo = dst->on_connect = dst->pool_logging_name = NULL;
+    dst->allowed_users = NULL;
+    dst->n_allowed_users = 0;
     if (dup_or_null(&dst->name, src->name) < 0 || dup_or_null(&dst->url, src->url) < 0 ||
         dup_or_null(&dst->conninfo, src->conninfo) < 0 ||
         dup_or_null(&dst->on_connect, src->on_connect) < 0 ||
-        dup_or_null(&dst->pool_logging_name, src->pool_logging_name) < 0) {
+        dup_or_null(&dst->pool_logging_name, src->pool_logging_name) < 0 ||
+        copy_list(&dst->allowed_users, &dst->n_allowed_users, src->allowed_users,
+                  src->n_allowed_users) < 0) {
         config_pool_clear(dst);
         return -1;
     }

@@ -216,3 +216,38 @@ char *config_url_hide_password(const char *url)
     }
     return out;
 }
+
+/* Whether `s` has the keyword `password` followed by '=' (blanks allowed),
+ * at its start or after one of the characters in `before`. */
+static bool has_password_keyword(const char *s, const char *before)
+{
+    for (const char *p = s; (p = strcasestr(p, "password")) != NULL; p += 8) {
+        if (p != s && !strchr(before, p[-1]))
+            continue;
+        const char *q = p + 8;
+        while (*q == ' ' || *q == '\t')
+            q++;
+        if (*q == '=')
+            return true;
+    }
+    return false;
+}
+
+bool config_url_has_password(const char *url)
+{
+    if (!url)
+        return false;
+    size_t n = scheme_len(url);
+    if (n == 0)
+        return has_password_keyword(url, " \t\n");
+    const char *auth = url + n + 3;
+    size_t auth_len = strcspn(auth, "/?#");
+    const char *at = NULL;
+    for (size_t i = 0; i < auth_len; i++)
+        if (auth[i] == '@')
+            at = auth + i;
+    if (at && memchr(auth, ':', (size_t)(at - auth)))
+        return true;
+    const char *query = strchr(url, '?');
+    return query && has_password_keyword(query + 1, "&");
+}

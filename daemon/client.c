@@ -16,6 +16,7 @@
 #include "daemon/admin_commands.h"
 #include "daemon/backend.h"
 #include "daemon/client_internal.h"
+#include "daemon/client_limits.h"
 #include "daemon/flush.h"
 #include "daemon/log.h"
 #include "daemon/peer.h"
@@ -24,7 +25,7 @@
 #include "daemon/server.h"
 
 #define CLIENT_READ_CHUNK (64 * 1024)
-#define MAX_CLIENT_MSG (1024u * 1024u * 1024u)
+#define MAX_CLIENT_MSG ((uint32_t)tp.cfg->max_message_size) /* larger: 08P01, never buffered */
 #define BACKEND_HIGH_WATER (512 * 1024)
 #define BACKEND_LOW_WATER (64 * 1024)
 #define CLIENT_LOW_WATER (64 * 1024)
@@ -160,7 +161,11 @@ void client_fatal(tp_client *c, const char *sqlstate, const char *message)
 {
     if (c->state == CLIENT_CLOSING) return;
     if (sqlstate) {
-        log_debug("client %llu (%s): FATAL %s: %s", (unsigned long long)c->id, c->peer, sqlstate, message);
+        /* A protocol violation is the client's doing: worth a line at info
+         * (during authentication client_auth.c writes that line). */
+        bool info = strcmp(sqlstate, "08P01") == 0 && c->state != CLIENT_AUTH;
+        log_msg(info ? CONFIG_LOG_INFO : CONFIG_LOG_DEBUG, "client %llu (%s): FATAL %s: %s",
+                (unsigned long long)c->id, c->peer, sqlstate, message);
         send_error(c, "FATAL", sqlstate, message);
     }
     client_close(c);
@@ -733,7 +738,7 @@ static void handle_input(tp_client *c)
                                             &m, NULL, &why);
             if (s == PROTO_NEED_MORE) return;
             if (s == PROTO_INVALID) {
-                client_fatal(c, "08P01", why ? why : "invalid authentication message");
+                client_auth_refused(c, "08P01", why ? why : "invalid authentication message");
                 return;
             }
             tp_buf_consume(&c->in, m.total_len); /* m stays readable until the next read */
@@ -853,6 +858,7 @@ void client_on_backend_lost(tp_client *c, const char *message)
  * nothing of the client is pending. */
 void client_on_ready(tp_client *c)
 {
+    c->idle_since = client_limits_clock(); /* for client_idle_timeout */
     tp_backend *b = c->backend;
     if (!b || c->state != CLIENT_ACTIVE) return;
     if (!backend_is_clean(b) || c->pass_remaining > 0 || c->unsynced) return;

@@ -82,6 +82,7 @@ typedef struct tp_client {
     char *pending_set_name;       /* a simple SET sent outside a transaction: */
     char *pending_set_value;      /* becomes its own parameter when it succeeds */           /* RESET/DISCARD ALL ran: restore startup params at ReadyForQuery */               /* its first ReadyForQuery was sent */
     double connected_at;
+    uint32_t idle_since;          /* client_limits_clock() when its last transaction ended */
     char *echo_sql;               /* echo: the statement running, for its log line */
     double echo_started;
     struct tp_client *next, *prev; /* server's client list */

@@ -1,10 +1,11 @@
 /* client_auth.c: authenticating a client against auth_file with the
  * configured auth_type: scram-sha-256 (SCRAM verifiers or plaintext entries;
- * an entry stored as md5 falls back to md5, as PgBouncer does), md5,
- * password, trust, peer (Unix socket only). A user missing from auth_file
- * goes through the same exchange and fails at the same step as a wrong
- * password, so answers do not reveal which users exist. Nothing secret is
- * logged. */
+ * an md5 entry cannot log in, as in PostgreSQL: no weaker method than the
+ * configured one is ever offered or accepted), md5, password, trust, peer
+ * (Unix socket only). A user missing from auth_file goes through the same
+ * exchange and fails at the same step, with the same message, as a wrong
+ * password, so answers do not reveal which users exist. Each failure is
+ * logged once, with its real reason; nothing secret is logged. */
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,13 +35,38 @@ void client_auth_clear(tp_client *c)
     c->secret = NULL;
 }
 
-static void auth_failed(tp_client *c, const char *method)
+/* Why a password check failed, for the operator only: the client is told
+ * the same thing whatever it is. */
+static const char *failure_reason(const tp_client *c)
+{
+    const auth_user *u = tp.have_users ? auth_file_find(&tp.users, c->user) : NULL;
+    if (!u) return tp.have_users ? "unknown user" : "no auth_file";
+    if (u->secret[0] == '\0') return "empty password in auth_file";
+    if (c->auth_method == CONFIG_AUTH_SCRAM_SHA_256 && u->kind == AUTH_SECRET_MD5)
+        return "md5 secret in auth_file, unusable with scram-sha-256";
+    if (c->auth_method == CONFIG_AUTH_MD5 && u->kind == AUTH_SECRET_SCRAM)
+        return "SCRAM secret in auth_file, unusable with md5";
+    return "wrong password";
+}
+
+static void auth_failed(tp_client *c, const char *method, const char *reason)
 {
     char msg[256];
-    log_info("client %llu (%s): %s authentication failed for user \"%s\"", (unsigned long long)c->id,
-             c->peer, method, c->user);
+    log_info("login failed: user \"%s\", pool \"%s\", client %llu (%s): %s (%s)", c->user, c->database,
+             (unsigned long long)c->id, c->peer, reason ? reason : failure_reason(c),
+             config_auth_type_to_str((config_auth_type)c->auth_method));
     snprintf(msg, sizeof msg, "%s authentication failed for user \"%s\"", method, c->user);
     client_fatal(c, "28P01", msg);
+}
+
+/* A refused exchange (wrong message, malformed, weaker method): logged like
+ * a failed password, answered with its own SQLSTATE. */
+void client_auth_refused(tp_client *c, const char *sqlstate, const char *message)
+{
+    log_info("login failed: user \"%s\", pool \"%s\", client %llu (%s): %s (%s)", c->user, c->database,
+             (unsigned long long)c->id, c->peer, message,
+             config_auth_type_to_str((config_auth_type)c->auth_method));
+    client_fatal(c, sqlstate, message);
 }
 
 static void auth_succeeded(tp_client *c, proto_buf *pb)
@@ -77,7 +103,7 @@ static void peer_auth(tp_client *c)
     char buf[1024];
     if (getpwuid_r(cred.uid, &pw, buf, sizeof buf, &found) != 0 || !found ||
         strcmp(found->pw_name, c->user) != 0) {
-        auth_failed(c, "peer");
+        auth_failed(c, "peer", "the OS user of the peer is another");
         return;
     }
     proto_buf pb;
@@ -86,16 +112,42 @@ static void peer_auth(tp_client *c)
     proto_buf_free(&pb);
 }
 
-void client_auth_start(tp_client *c)
+static void scram_start(tp_client *c, auth_user *u)
 {
-    const config *cfg = tp.cfg;
-    c->auth_method = cfg->auth_type;
-    const auth_user *u = tp.have_users ? auth_file_find(&tp.users, c->user) : NULL;
+    /* No user, or an md5 entry (which cannot check a SCRAM proof): NULL, a
+     * mock exchange that looks the same and fails at the end. */
+    const char *secret = u ? auth_user_scram_secret(u) : NULL;
+    if ((u && u->kind == AUTH_SECRET_PLAIN && !secret) || !(c->scram = auth_scram_new(c->user, secret))) {
+        client_fatal(c, "53200", "out of memory");
+        return;
+    }
+    static const char mech[] = "SCRAM-SHA-256\0";
+    send_auth_request(c, AUTH_SASL, mech, sizeof mech); /* list ends with an empty name */
+}
+
+/* md5 and password: the secret is kept for the check of the answer. */
+static void password_start(tp_client *c, const auth_user *u)
+{
     if (u && !(c->secret = strdup(u->secret))) {
         client_fatal(c, "53200", "out of memory");
         return;
     }
-    switch (cfg->auth_type) {
+    if (c->auth_method == CONFIG_AUTH_PASSWORD) {
+        send_auth_request(c, AUTH_CLEARTEXT, NULL, 0);
+        return;
+    }
+    if (auth_random_bytes(c->md5_salt, sizeof c->md5_salt) < 0) {
+        client_fatal(c, "XX000", "could not generate a random salt");
+        return;
+    }
+    send_auth_request(c, AUTH_MD5, c->md5_salt, sizeof c->md5_salt);
+}
+
+void client_auth_start(tp_client *c)
+{
+    c->auth_method = tp.cfg->auth_type;
+    auth_user *u = tp.have_users ? auth_file_find(&tp.users, c->user) : NULL;
+    switch (tp.cfg->auth_type) {
     case CONFIG_AUTH_TRUST: {
         proto_buf pb;
         proto_buf_init(&pb);
@@ -107,29 +159,11 @@ void client_auth_start(tp_client *c)
         peer_auth(c);
         return;
     case CONFIG_AUTH_SCRAM_SHA_256:
-        if (u && u->kind == AUTH_SECRET_MD5) {
-            c->auth_method = CONFIG_AUTH_MD5; /* an md5 entry cannot do SCRAM */
-        } else {
-            c->scram = auth_scram_new(c->user, c->secret);
-            if (!c->scram) {
-                client_fatal(c, "53200", "out of memory");
-                return;
-            }
-            static const char mech[] = "SCRAM-SHA-256\0";
-            send_auth_request(c, AUTH_SASL, mech, sizeof mech); /* list ends with an empty name */
-            return;
-        }
-        /* fall through */
-    case CONFIG_AUTH_MD5:
-        c->auth_method = CONFIG_AUTH_MD5;
-        if (auth_random_bytes(c->md5_salt, sizeof c->md5_salt) < 0) {
-            client_fatal(c, "XX000", "could not generate a random salt");
-            return;
-        }
-        send_auth_request(c, AUTH_MD5, c->md5_salt, sizeof c->md5_salt);
+        scram_start(c, u);
         return;
+    case CONFIG_AUTH_MD5:
     case CONFIG_AUTH_PASSWORD:
-        send_auth_request(c, AUTH_CLEARTEXT, NULL, 0);
+        password_start(c, u);
         return;
     }
 }
@@ -145,11 +179,11 @@ static void scram_step(tp_client *c, const proto_msg *m)
         const uint8_t *data;
         int32_t data_len;
         if (proto_parse_sasl_initial(m, &mech, &data, &data_len) != PROTO_COMPLETE || data_len < 0) {
-            client_fatal(c, "08P01", "malformed SASLInitialResponse message");
+            client_auth_refused(c, "08P01", "malformed SASLInitialResponse message");
             return;
         }
         if (strcmp(mech, "SCRAM-SHA-256") != 0) {
-            client_fatal(c, "28000", "client selected an invalid SASL authentication mechanism");
+            client_auth_refused(c, "28000", "client selected an invalid SASL authentication mechanism");
             return;
         }
         r = auth_scram_client_first(c->scram, data, (size_t)data_len, &out, &out_len, &why);
@@ -170,12 +204,12 @@ static void scram_step(tp_client *c, const proto_msg *m)
         return;
     }
     case AUTH_SCRAM_FAIL:
-        auth_failed(c, "password");
+        auth_failed(c, "password", NULL);
         return;
     case AUTH_SCRAM_ERROR: {
         char msg[256];
         snprintf(msg, sizeof msg, "malformed SCRAM message: %s", why ? why : "invalid");
-        client_fatal(c, "08P01", msg);
+        client_auth_refused(c, "08P01", msg);
         return;
     }
     }
@@ -184,7 +218,7 @@ static void scram_step(tp_client *c, const proto_msg *m)
 void client_auth_message(tp_client *c, const proto_msg *m)
 {
     if (m->type != 'p') {
-        client_fatal(c, "08P01", "expected password response");
+        client_auth_refused(c, "08P01", "expected password response");
         return;
     }
     if (c->auth_method == CONFIG_AUTH_SCRAM_SHA_256) {
@@ -193,7 +227,7 @@ void client_auth_message(tp_client *c, const proto_msg *m)
     }
     const char *answer;
     if (proto_parse_cstring(m, &answer) != PROTO_COMPLETE) {
-        client_fatal(c, "08P01", "malformed password message");
+        client_auth_refused(c, "08P01", "malformed password message");
         return;
     }
     bool ok;
@@ -202,7 +236,7 @@ void client_auth_message(tp_client *c, const proto_msg *m)
     else
         ok = c->secret && auth_password_check(c->user, c->secret, answer);
     if (!ok) {
-        auth_failed(c, "password");
+        auth_failed(c, "password", NULL);
         return;
     }
     proto_buf pb;

@@ -17,6 +17,8 @@ void client_stop_reading(tp_client *c);
 void client_auth_start(tp_client *c);
 void client_auth_message(tp_client *c, const proto_msg *m);
 void client_auth_clear(tp_client *c);
+/* Refuse an authentication exchange (logged once, as a failed login). */
+void client_auth_refused(tp_client *c, const char *sqlstate, const char *message);
 
 /* After authentication succeeded (client_login.c). */
 void client_login(tp_client *c);

@@ -2,7 +2,8 @@
  * ReadyForQuery, and keeping a client's session parameters whichever backend
  * serves it.
  *
- * Login picks the pool named by the client's dbname (3D000 when none). In
+ * Login picks the pool named by the client's dbname (3D000 when none; 28000
+ * when the pool's allowed_users does not name the user). In
  * transaction mode, once the pool knows its server's parameters (from its
  * first backend), the client is answered at once without holding a backend;
  * otherwise (and always in session mode) a backend is taken first. The client
@@ -20,6 +21,7 @@
 #include "daemon/admin.h"
 #include "daemon/backend.h"
 #include "daemon/client_internal.h"
+#include "daemon/client_limits.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
 #include "daemon/server.h"
@@ -67,6 +69,7 @@ static void send_login_reply(tp_client *c, const tp_params *server, char txn_sta
     proto_buf_free(&pb);
     if (rc < 0) return;
     c->logged_in = true;
+    c->idle_since = client_limits_clock();
 }
 
 void client_login(tp_client *c)
@@ -89,6 +92,13 @@ void client_login(tp_client *c)
         log_info("client %llu (%s): user \"%s\": no pool named \"%s\"", (unsigned long long)c->id, c->peer,
                  c->user, c->database);
         client_fatal(c, "3D000", msg);
+        return;
+    }
+    if (!config_pool_allows(&p->cfg, c->user)) {
+        char msg[300];
+        snprintf(msg, sizeof msg, "user \"%s\" is not allowed to use pool \"%s\"", c->user, p->cfg.name);
+        log_info("client %llu (%s): %s (allowed_users)", (unsigned long long)c->id, c->peer, msg);
+        client_fatal(c, "28000", msg);
         return;
     }
     c->pool = p;

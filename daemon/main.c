@@ -8,6 +8,7 @@
 
 #include "config/config.h"
 #include "daemon/log.h"
+#include "daemon/secrets.h"
 #include "daemon/server.h"
 #include "version.h"
 
@@ -41,6 +42,24 @@ static const char *check_conninfo(const char *conninfo, void *arg)
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
     PQfreemem(err);
     return msg;
+}
+
+static void print_warning(void *arg, const char *message)
+{
+    fprintf(stderr, "%s: warning: %s\n", (const char *)arg, message);
+}
+
+/* --check: what the daemon would warn about at start. */
+static void check_secrets(const config *cfg, const char *path)
+{
+    secrets_check_files(cfg, print_warning, (void *)path);
+    auth_file users;
+    char *err = NULL;
+    if (cfg->auth_file && auth_file_load(cfg->auth_file, &users, &err) == 0) {
+        secrets_check_users(cfg, &users, print_warning, (void *)path);
+        auth_file_free(&users);
+    }
+    free(err);
 }
 
 int main(int argc, char **argv)
@@ -81,6 +100,7 @@ int main(int argc, char **argv)
     }
     config_errors_clear(&errs);
     if (check_only) {
+        check_secrets(cfg, path);
         printf("%s: OK (%zu pool%s)\n", path, cfg->n_pools, cfg->n_pools == 1 ? "" : "s");
         config_free(cfg);
         return 0;

@@ -72,27 +72,12 @@ static char *build_startup_options(const config_pool *c)
     return strdup(opts);
 }
 
-static void free_pool_config(config_pool *c)
-{
-    free(c->name);
-    free(c->url);
-    free(c->conninfo);
-    free(c->on_connect);
-    free(c->pool_logging_name);
-    memset(c, 0, sizeof *c);
-}
-
+/* The pool's private copy of its configuration, named for logs. */
 static int copy_pool_config(config_pool *dst, const config_pool *src)
 {
-    *dst = *src;
-    dst->name = strdup(src->name);
-    dst->url = strdup(src->url);
-    dst->conninfo = strdup(src->conninfo);
-    dst->on_connect = src->on_connect ? strdup(src->on_connect) : NULL;
-    dst->pool_logging_name = strdup(src->pool_logging_name ? src->pool_logging_name : src->name);
-    if (!dst->name || !dst->url || !dst->conninfo || !dst->pool_logging_name ||
-        (src->on_connect && !dst->on_connect)) {
-        free_pool_config(dst);
+    if (config_pool_copy(dst, src) < 0) return -1;
+    if (!dst->pool_logging_name && !(dst->pool_logging_name = strdup(dst->name))) {
+        config_pool_clear(dst);
         return -1;
     }
     return 0;
@@ -100,7 +85,7 @@ static int copy_pool_config(config_pool *dst, const config_pool *src)
 
 static void destroy(tp_pool *p)
 {
-    free_pool_config(&p->cfg);
+    config_pool_clear(&p->cfg);
     free(p->startup_options);
     params_clear(&p->server_params);
     pool_free(p->algo);
@@ -227,7 +212,7 @@ static void change_pool(tp_pool *p, const config_pool_diff *e)
         return;
     }
     log_changes(e);
-    free_pool_config(&p->cfg);
+    config_pool_clear(&p->cfg);
     p->cfg = fresh;
     free(p->startup_options);
     p->startup_options = opts;

@@ -13,6 +13,7 @@
 
 #include "daemon/log.h"
 #include "daemon/pools.h"
+#include "daemon/secrets.h"
 #include "daemon/server.h"
 
 static void add_error(config_errors *errs, const char *msg)
@@ -128,6 +129,7 @@ int server_reload(config_errors *out)
     auth_file_free(&tp.users);
     tp.users = users;
     tp.have_users = fresh->auth_file != NULL;
+    secrets_log_warnings(fresh, &tp.users);
     log_set_level(fresh->log_level);
     tp.cfg = fresh;
     config_free(old);

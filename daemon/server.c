@@ -9,12 +9,14 @@
 #include <string.h>
 
 #include "daemon/client.h"
+#include "daemon/client_limits.h"
 #include "daemon/flush.h"
 #include "daemon/listener.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
 #include "daemon/pools.h"
 #include "daemon/reload.h"
+#include "daemon/secrets.h"
 
 tp_server tp;
 
@@ -61,6 +63,7 @@ void server_maybe_finish(void)
     }
     pools_close_all();
     flush_close();
+    client_limits_stop();
     uv_signal_stop(&sig_int);
     uv_signal_stop(&sig_term);
     uv_signal_stop(&sig_hup);
@@ -127,6 +130,7 @@ static int run(config *cfg)
 
     if (load_users(cfg, &tp.users) < 0) return 1;
     tp.have_users = cfg->auth_file != NULL;
+    secrets_log_warnings(cfg, &tp.users);
     if (pools_create(cfg) < 0) return 1;
     flush_init();
     if (listeners_open(cfg) < 0 || metrics_open(cfg) < 0) {
@@ -142,6 +146,7 @@ static int run(config *cfg)
     uv_signal_start(&sig_int, on_signal, SIGINT);
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_hup, on_signal, SIGHUP);
+    client_limits_start();
     log_info("tidepool ready: %zu pool(s)", cfg->n_pools);
 
     uv_run(tp.loop, UV_RUN_DEFAULT);

@@ -220,9 +220,11 @@ def md5_secret(user, password):
 
 def write_userlist(path, users):
     """PgBouncer's auth_file format: one `"user" "secret"` per line, a quote
-    inside quotes doubled."""
+    inside quotes doubled. Private (0600), as it should be: tidepool warns
+    otherwise."""
     q = lambda s: '"' + str(s).replace('"', '""') + '"'  # noqa: E731
-    with open(path, "w") as f:
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        os.fchmod(f.fileno(), 0o600)
         f.write("; written by tpharness\n")
         for user, secret in users.items():
             f.write(f"{q(user)} {q(secret)}\n")
@@ -237,8 +239,10 @@ def ini_value(v):
 
 
 def write_ini(path, sections):
-    """sections: {section name: {key: value}}, in order. None values are left out."""
-    with open(path, "w") as f:
+    """sections: {section name: {key: value}}, in order. None values are left out.
+    Private (0600): pool urls hold passwords, and tidepool warns otherwise."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        os.fchmod(f.fileno(), 0o600)
         f.write("; written by tpharness\n")
         for name, keys in sections.items():
             f.write(f"\n[{name}]\n")

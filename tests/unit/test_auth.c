@@ -179,7 +179,7 @@ START_TEST(file_parse_basic)
                        "\"carol\"   \"hunter2\"   \n";
     ck_assert_int_eq(auth_file_parse(text, &f, &line, &why), 0);
     ck_assert_uint_eq(f.n_users, 3);
-    const auth_user *u = auth_file_find(&f, "alice");
+    auth_user *u = auth_file_find(&f, "alice");
     ck_assert_ptr_nonnull(u);
     ck_assert_str_eq(u->name, "alice");
     ck_assert_str_eq(u->secret, "SCRAM-SHA-256$4096:abc$def:ghi");
@@ -211,7 +211,7 @@ START_TEST(file_parse_quotes)
                        "\"tab\" \"\"\"\"\"\"\"\"\n"; /* tab / "" */
     ck_assert_int_eq(auth_file_parse(text, &f, &line, &why), 0);
     ck_assert_uint_eq(f.n_users, 4);
-    const auth_user *u = auth_file_find(&f, "a\"b");
+    auth_user *u = auth_file_find(&f, "a\"b");
     ck_assert_ptr_nonnull(u);
     ck_assert_str_eq(u->secret, "p\"w\"");
     u = auth_file_find(&f, "\"");
@@ -307,7 +307,7 @@ START_TEST(file_parse_duplicates)
                        "\"w\" \"w2\"\n";
     ck_assert_int_eq(auth_file_parse(text, &f, &line, &why), 0);
     ck_assert_uint_eq(f.n_users, 3);
-    const auth_user *u = auth_file_find(&f, "u");
+    auth_user *u = auth_file_find(&f, "u");
     ck_assert_ptr_nonnull(u);
     ck_assert_str_eq(u->secret, "md500000000000000000000000000000000");
     ck_assert_int_eq(u->kind, AUTH_SECRET_MD5);
@@ -334,7 +334,7 @@ START_TEST(file_find_many)
         char name[32], pw[32];
         sprintf(name, "user%d", (i * 7919) % 500);
         sprintf(pw, "pw%d", i);
-        const auth_user *u = auth_file_find(&f, name);
+        auth_user *u = auth_file_find(&f, name);
         ck_assert_ptr_nonnull(u);
         ck_assert_str_eq(u->secret, pw);
     }
@@ -626,6 +626,34 @@ START_TEST(scram_nonexistent_user)
     ck_assert_str_eq(strstr(a, ",i="), ",i=4096");
     /* Server nonces differ between exchanges. */
     ck_assert_str_ne(a, b);
+}
+END_TEST
+
+START_TEST(scram_secret_cached)
+{
+    auth_file f;
+    int line = 0;
+    const char *why = NULL;
+    char text[512];
+    snprintf(text, sizeof text, "\"alice\" \"pw\"\n\"bob\" \"md5%032d\"\n\"carol\" \"%s\"\n"
+             "\"dave\" \"\"\n", 0, RFC_VERIFIER);
+    ck_assert_int_eq(auth_file_parse(text, &f, &line, &why), 0);
+    auth_user *alice = auth_file_find(&f, "alice");
+    const char *v = auth_user_scram_secret(alice);
+    ck_assert_ptr_nonnull(v);
+    ck_assert(auth_scram_verifier_valid(v));
+    ck_assert_ptr_eq(auth_user_scram_secret(alice), v); /* derived once */
+    /* Its salt is the one a missing "alice" would be shown. */
+    char first[256], salt[64];
+    first_of("alice", NULL, first, sizeof first);
+    salt_of(first, salt, sizeof salt);
+    ck_assert_ptr_nonnull(strstr(v, salt));
+    ck_assert_int_eq(round_trip("alice", v, "pw", 'n'), AUTH_SCRAM_FINAL);
+    ck_assert_int_eq(round_trip("alice", v, "nope", 'n'), AUTH_SCRAM_FAIL);
+    ck_assert_ptr_null(auth_user_scram_secret(auth_file_find(&f, "bob")));
+    ck_assert_str_eq(auth_user_scram_secret(auth_file_find(&f, "carol")), RFC_VERIFIER);
+    ck_assert_str_eq(auth_user_scram_secret(auth_file_find(&f, "dave")), "");
+    auth_file_free(&f); /* frees the cache too (LSan checks) */
 }
 END_TEST
 
@@ -977,6 +1005,7 @@ static Suite *auth_suite(void)
     tcase_add_test(tc, scram_round_trip_plain);
     tcase_add_test(tc, scram_round_trip_verifier);
     tcase_add_test(tc, scram_make_verifier);
+    tcase_add_test(tc, scram_secret_cached);
     tcase_add_test(tc, scram_wrong_password);
     tcase_add_test(tc, scram_nonexistent_user);
     tcase_add_test(tc, scram_unusable_secrets);

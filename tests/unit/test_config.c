@@ -96,6 +96,9 @@ static void check_daemon_defaults(const config *cfg)
     ck_assert_int_eq(cfg->log_level, CONFIG_LOG_INFO);
     ck_assert(cfg->shutdown_timeout == 30.0);
     ck_assert_ptr_null(cfg->metrics_listen);
+    ck_assert_int_eq(cfg->max_message_size, 1073741824);
+    ck_assert(cfg->client_login_timeout == 60.0);
+    ck_assert(cfg->client_idle_timeout == 0.0);
 }
 
 /* Every pool key at its default; name, url and logging name aside. */
@@ -115,6 +118,7 @@ static void check_pool_defaults(const config_pool *p)
     ck_assert_ptr_null(p->on_connect);
     ck_assert_int_eq(p->echo, CONFIG_ECHO_OFF);
     ck_assert_int_eq(p->echo_pool, CONFIG_ECHO_OFF);
+    ck_assert_uint_eq(p->n_allowed_users, 0);
 }
 
 /* ---- defaults ----------------------------------------------------------- */
@@ -389,6 +393,78 @@ START_TEST(test_seconds_accepted)
 }
 END_TEST
 
+START_TEST(test_limits_keys)
+{
+    config *cfg = load_ok("[tidepool]\nmax_message_size = 1024\nclient_login_timeout = 2.5\n"
+                          "client_idle_timeout = 300\n");
+    ck_assert_int_eq(cfg->max_message_size, 1024);
+    ck_assert(cfg->client_login_timeout == 2.5);
+    ck_assert(cfg->client_idle_timeout == 300.0);
+    config_free(cfg);
+    cfg = load_ok("[tidepool]\nmax_message_size = 1073741824\nclient_login_timeout = 0\n");
+    ck_assert_int_eq(cfg->max_message_size, 1073741824);
+    ck_assert(cfg->client_login_timeout == 0.0);
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_allowed_users)
+{
+    /* A default in [tidepool], kept by one pool, replaced in another, emptied in a third. */
+    config *cfg = load_ok("[tidepool]\nallowed_users = app, report\n"
+                          "[pool.a]\nurl = postgresql://h/a\n"
+                          "[pool.b]\nurl = postgresql://h/b\nallowed_users = ops\n"
+                          "[pool.c]\nurl = postgresql://h/c\nallowed_users =\n");
+    const config_pool *a = config_find_pool(cfg, "a"), *b = config_find_pool(cfg, "b"),
+                      *c = config_find_pool(cfg, "c");
+    ck_assert_uint_eq(a->n_allowed_users, 2);
+    ck_assert_str_eq(a->allowed_users[0], "app");
+    ck_assert_str_eq(a->allowed_users[1], "report");
+    ck_assert(config_pool_allows(a, "app"));
+    ck_assert(config_pool_allows(a, "report"));
+    ck_assert(!config_pool_allows(a, "ops"));
+    ck_assert(!config_pool_allows(a, "App"));
+    ck_assert_uint_eq(b->n_allowed_users, 1);
+    ck_assert(config_pool_allows(b, "ops"));
+    ck_assert(!config_pool_allows(b, "app"));
+    ck_assert_uint_eq(c->n_allowed_users, 0);
+    ck_assert(config_pool_allows(c, "anyone"));
+
+    config_pool copy;
+    ck_assert_int_eq(config_pool_copy(&copy, a), 0);
+    ck_assert_uint_eq(copy.n_allowed_users, 2);
+    ck_assert_ptr_ne(copy.allowed_users, a->allowed_users);
+    ck_assert_str_eq(copy.allowed_users[1], "report");
+    config_pool_clear(&copy);
+    config_free(cfg);
+
+    expect_one_error(one_pool("allowed_users = app,,ops\n"),
+                     "t.ini:3: allowed_users: expected comma-separated user names, or nothing for "
+                     "every user, got 'app,,ops'");
+}
+END_TEST
+
+START_TEST(test_url_has_password)
+{
+    ck_assert(config_url_has_password("postgresql://sa:sa1234@127.0.0.1:5432/db"));
+    ck_assert(config_url_has_password("postgresql+psycopg2://sa:x@h/db"));
+    ck_assert(config_url_has_password("postgresql://sa:@h/db")); /* empty, but written */
+    ck_assert(config_url_has_password("postgresql://sa@h/db?sslmode=require&password=x"));
+    ck_assert(config_url_has_password("postgresql://h/db?password=x"));
+    ck_assert(config_url_has_password("host=h dbname=db user=sa password=x"));
+    ck_assert(config_url_has_password("password = 'x y' host=h"));
+    ck_assert(config_url_has_password("host=h PASSWORD=x"));
+    ck_assert(!config_url_has_password("postgresql://sa@127.0.0.1:5432/db"));
+    ck_assert(!config_url_has_password("postgresql://h:5432/db"));
+    ck_assert(!config_url_has_password("postgresql://h,h2:5433/db?target_session_attrs=read-write"));
+    ck_assert(!config_url_has_password("postgresql://sa@h/db?passfile=/x"));
+    ck_assert(!config_url_has_password("postgresql://sa@h/my:password@db")); /* the path */
+    ck_assert(!config_url_has_password("host=h dbname=db user=sa passfile=/x"));
+    ck_assert(!config_url_has_password("host=h dbname=mypassword"));
+    ck_assert(!config_url_has_password(NULL));
+}
+END_TEST
+
 START_TEST(test_lists_and_empties)
 {
     config *cfg = load_ok("[tidepool]\nlisten_addr =\nunix_socket_dir =\nadmin_users = \n"
@@ -589,6 +665,12 @@ static const struct {
     {"listen_port", "65536", "expected an integer from 1 to 65535, got '65536'"},
     {"listen_port", "http", "expected an integer from 1 to 65535, got 'http'"},
     {"max_client_conn", "0", "expected an integer >= 1, got '0'"},
+    {"max_message_size", "1023", "expected a number of bytes from 1024 to 1073741824, got '1023'"},
+    {"max_message_size", "1073741825", "expected a number of bytes from 1024 to 1073741824, got '1073741825'"},
+    {"max_message_size", "64MB", "expected a number of bytes from 1024 to 1073741824, got '64MB'"},
+    {"client_login_timeout", "-1", "expected a number of seconds >= 0 (0 = no limit), got '-1'"},
+    {"client_login_timeout", "soon", "expected a number of seconds >= 0 (0 = no limit), got 'soon'"},
+    {"client_idle_timeout", "-0.5", "expected a number of seconds >= 0 (0 = no limit), got '-0.5'"},
     {"unix_socket_mode", "0778", "expected an octal mode from 0 to 0777 (like 0777 or 0660), got '0778'"},
     {"unix_socket_mode", "1000", "expected an octal mode from 0 to 0777 (like 0777 or 0660), got '1000'"},
     {"unix_socket_mode", "rw", "expected an octal mode from 0 to 0777 (like 0777 or 0660), got 'rw'"},
@@ -1250,6 +1332,7 @@ START_TEST(test_example_documents_every_key)
     const char *keys[] = {
         "listen_addr", "listen_port", "unix_socket_dir", "unix_socket_mode", "max_client_conn",
         "auth_type", "auth_file", "admin_users", "log_level", "shutdown_timeout", "metrics_listen",
+        "max_message_size", "client_login_timeout", "client_idle_timeout", "allowed_users",
         "url", "pool_mode", "pool_size", "max_overflow", "pool_timeout", "pool_recycle",
         "pool_pre_ping", "pool_use_lifo", "pool_reset_on_return", "isolation_level", "read_only",
         "deferrable", "on_connect", "echo", "echo_pool", "pool_logging_name",
@@ -1322,6 +1405,9 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_seconds_accepted);
     tcase_add_test(tc, test_seconds_ignore_locale);
     tcase_add_test(tc, test_lists_and_empties);
+    tcase_add_test(tc, test_limits_keys);
+    tcase_add_test(tc, test_allowed_users);
+    tcase_add_test(tc, test_url_has_password);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("resolution");

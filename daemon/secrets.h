@@ -1,0 +1,20 @@
+/* secrets.h: warnings about where secrets are kept: an auth_file (or a
+ * configuration file whose urls hold passwords) that group or others may
+ * read or write, and auth_file entries the configured auth_type can never
+ * accept. Checked at start, on SIGHUP and by --check; nothing is refused. */
+#pragma once
+
+#include "auth/auth.h"
+#include "config/config.h"
+
+/* Receives each warning, a full sentence without a trailing newline. */
+typedef void (*secrets_warn_fn)(void *arg, const char *message);
+
+/* File permissions of cfg->auth_file, and of cfg->path when a pool's url
+ * holds a password. Returns the number of warnings given. */
+int secrets_check_files(const config *cfg, secrets_warn_fn warn, void *arg);
+/* Entries of `users` that cannot log in with cfg->auth_type. Returns the
+ * number of warnings given. */
+int secrets_check_users(const config *cfg, const auth_file *users, secrets_warn_fn warn, void *arg);
+/* Both checks, each warning logged with log_warn (start and reload). */
+void secrets_log_warnings(const config *cfg, const auth_file *users);
