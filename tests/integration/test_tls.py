@@ -144,7 +144,8 @@ def check_cancel(test, conn):
 class ClientRequire(h.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.tp = h.Tidepool(pg, pools=plain_pool(), settings=tls_settings("require")).start()
+        cls.tp = h.Tidepool(pg, pools=plain_pool(),
+                            settings=tls_settings("require", admin_users=h.APP_USER)).start()
 
     @classmethod
     def tearDownClass(cls):
@@ -158,6 +159,16 @@ class ClientRequire(h.TestCase):
             with conn.cursor() as cur:
                 cur.execute("SELECT current_user, 40 + 2")
                 self.assertEqual(cur.fetchone(), (h.APP_USER, 42))
+
+    def test_show_clients_tls_column(self):
+        with contextlib.closing(self.tp.raw(unix=True)):
+            run = self.tp.psql(None, dbname="tidepool", sslmode="require",
+                               args=["-F", "|", "-c", "SHOW CLIENTS"])
+            self.assertTrue(run.ok, run)
+            tls = sorted(line.split("|")[-1] for line in run.stdout.splitlines() if line)
+            self.assertEqual(len(tls), 2, run.stdout)
+            self.assertEqual(tls[0], "")                    # the Unix socket client
+            self.assertRegex(tls[1], r"^TLSv1\.[23]$")      # psql itself
 
     def test_verify_ca_and_verify_full(self):
         for mode, host in (("verify-ca", "127.0.0.1"), ("verify-full", "127.0.0.1"),
