@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,7 +109,8 @@ static SSL_CTX *build_ctx(const config *cfg, char *err, size_t errlen)
         snprintf(err, errlen, "client_tls_cert_file: cannot use '%s': %s", cert, ssl_reason());
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(x, key, SSL_FILETYPE_PEM) != 1) {
+    if (SSL_CTX_use_PrivateKey_file(x, key, SSL_FILETYPE_PEM) != 1 &&
+        ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
         snprintf(err, errlen, "client_tls_key_file: cannot use '%s': %s", key, ssl_reason());
         goto fail;
     }

@@ -314,6 +314,53 @@ class ClientAllowDisable(h.TestCase):
             h.wait_for_log(tp, "TLS handshake failed")
 
 
+class CheckFiles(h.TestCase):
+    """tidepool --check opens the client TLS files; the daemon refuses to start
+    with files it cannot use."""
+
+    def check(self, **settings):
+        d = self.tmp
+        path = os.path.join(d, "t.ini")
+        h.write_ini(path, {"tidepool": {"unix_socket_dir": "", **settings},
+                           "pool.p": {"url": "postgresql://u@127.0.0.1/db"}})
+        return h.run_tidepool("--check", path)
+
+    def setUp(self):
+        import tempfile
+        self.tmp = tempfile.mkdtemp(prefix="tp-tls-")
+        self.addCleanup(h._rmtree, self.tmp)
+
+    def test_check_reports_unusable_files(self):
+        c = pg.certs
+        ok = self.check(**tls_settings("require"))
+        self.assertEqual(ok.returncode, 0, ok)
+        self.assertIn("OK", ok.stdout)
+        cases = [
+            (dict(client_tls_cert_file="/nonexistent/server.crt"),
+             "client_tls_cert_file: cannot open '/nonexistent/server.crt': No such file or directory"),
+            (dict(client_tls_key_file=c.client_key), "client_tls_key_file: '%s' does not match" % c.client_key),
+            (dict(client_tls_cert_file=c.server_key), "client_tls_cert_file: cannot use"),
+            (dict(client_tls_ciphers="NOSUCHCIPHER"), "client_tls_ciphers: no usable cipher in 'NOSUCHCIPHER'"),
+            (dict(client_tls_ca_file=os.path.join(self.tmp, "missing-ca.crt")), "client_tls_ca_file: cannot open"),
+            (dict(client_tls_key_file=None), "client_tls_sslmode: 'require' needs client_tls_key_file"),
+        ]
+        for extra, message in cases:
+            with self.subTest(extra=extra):
+                r = self.check(**{**tls_settings("require"), **extra})
+                self.assertEqual(r.returncode, 1, r)
+                self.assertIn(message, r.stderr)
+        # disable: the files are not looked at.
+        r = self.check(client_tls_sslmode="disable", client_tls_cert_file="/nonexistent.crt")
+        self.assertEqual(r.returncode, 0, r)
+
+    def test_daemon_refuses_to_start(self):
+        tp = h.Tidepool(pg, pools=plain_pool(), check_exit=False,
+                        settings=tls_settings("require", client_tls_key_file=pg.certs.client_key))
+        with self.assertRaises(h.DaemonError):
+            tp.start()
+        self.assertIn("does not match the certificate", tp.log_text())
+
+
 class BackendTLS(h.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -355,19 +402,49 @@ class BackendTLS(h.TestCase):
                 curs = [conn.execute("SELECT %s::int * 3", (i,), prepare=True) for i in range(50)]
             self.assertEqual([c.fetchone()[0] for c in curs], [i * 3 for i in range(50)])
 
+
+
+class BothLegs(h.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tp = h.Tidepool(pg, pools=tls_pool(), settings=tls_settings("require", log_level="info")).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.tp.stop()
+        cls.tp.check()
+
     def test_both_legs(self):
-        settings = tls_settings("require", log_level="info")
-        with h.Tidepool(pg, pools=tls_pool(), settings=settings) as tp:
-            with contextlib.closing(connect(tp, "verify-full", sslrootcert=pg.certs.ca)) as conn:
-                self.assertTrue(conn.info.ssl_in_use)
-                with conn.cursor() as cur:
-                    cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
-                    self.assertTrue(cur.fetchone()[0])
-                conn.rollback()
-                check_big_result(self, conn)
-                conn.rollback()
-                check_copy(self, conn, "both-legs")
-                check_cancel(self, conn)
+        with contextlib.closing(connect(self.tp, "verify-full", sslrootcert=pg.certs.ca)) as conn:
+            self.assertTrue(conn.info.ssl_in_use)
+            with conn.cursor() as cur:
+                cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+                self.assertTrue(cur.fetchone()[0])
+            conn.rollback()
+            check_big_result(self, conn)
+            conn.rollback()
+            check_copy(self, conn, "both-legs")
+            check_cancel(self, conn)
+
+    def test_slow_reader(self):
+        """A client that reads slowly: the relay pauses and resumes reading
+        the backend (backpressure) through both TLS sessions, losing nothing."""
+        with contextlib.closing(raw_tls_login(self.tp)) as c:
+            c.send(b"Q", b"SELECT i, repeat('z', 1000) FROM generate_series(1, 8000) AS i\0")
+            time.sleep(1.0)  # let the queues fill up and the backend pause
+            rows, chunks = 0, 0
+            c.sock.settimeout(20)
+            while True:
+                t, body = c.read_message()
+                if t == b"D":
+                    rows += 1
+                elif t == b"Z":
+                    break
+                if rows and rows % 500 == 0 and chunks < 8:
+                    chunks += 1
+                    time.sleep(0.1)
+            self.assertEqual(rows, 8000)
+            self.assertEqual(c.fetch("SELECT 'after'"), [("after",)])
 
 
 if __name__ == "__main__":
