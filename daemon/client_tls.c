@@ -30,7 +30,10 @@ struct client_tls {
 
 static SSL_CTX *ctx;
 
-bool client_tls_enabled(void) { return ctx != NULL; }
+bool client_tls_enabled(void)
+{
+    return ctx != NULL;
+}
 
 /* ---- the context ---- */
 
@@ -57,10 +60,14 @@ static int check_readable(const char *key, const char *path, char *err, size_t e
 static int version_of(unsigned bit)
 {
     switch (bit) {
-    case CONFIG_TLS_V1_0: return TLS1_VERSION;
-    case CONFIG_TLS_V1_1: return TLS1_1_VERSION;
-    case CONFIG_TLS_V1_2: return TLS1_2_VERSION;
-    default: return TLS1_3_VERSION;
+    case CONFIG_TLS_V1_0:
+        return TLS1_VERSION;
+    case CONFIG_TLS_V1_1:
+        return TLS1_1_VERSION;
+    case CONFIG_TLS_V1_2:
+        return TLS1_2_VERSION;
+    default:
+        return TLS1_3_VERSION;
     }
 }
 
@@ -83,7 +90,8 @@ static void set_protocols(SSL_CTX *x, unsigned set)
 
 static SSL_CTX *build_ctx(const config *cfg, char *err, size_t errlen)
 {
-    const char *cert = cfg->client_tls_cert_file, *key = cfg->client_tls_key_file, *ca = cfg->client_tls_ca_file;
+    const char *cert = cfg->client_tls_cert_file, *key = cfg->client_tls_key_file,
+               *ca = cfg->client_tls_ca_file;
     if (check_readable("client_tls_cert_file", cert, err, errlen) < 0 ||
         check_readable("client_tls_key_file", key, err, errlen) < 0 ||
         (ca && check_readable("client_tls_ca_file", ca, err, errlen) < 0))
@@ -211,9 +219,12 @@ static void log_failure(tp_client *c, const char *what, int ssl_error)
 {
     unsigned long e = ERR_peek_last_error();
     char buf[256] = "";
-    if (e) ERR_error_string_n(e, buf, sizeof buf);
-    else if (ssl_error == SSL_ERROR_SYSCALL) snprintf(buf, sizeof buf, "unexpected end of the TLS stream");
-    else snprintf(buf, sizeof buf, "TLS error %d", ssl_error);
+    if (e)
+        ERR_error_string_n(e, buf, sizeof buf);
+    else if (ssl_error == SSL_ERROR_SYSCALL)
+        snprintf(buf, sizeof buf, "unexpected end of the TLS stream");
+    else
+        snprintf(buf, sizeof buf, "TLS error %d", ssl_error);
     log_info("client %llu (%s): %s: %s", (unsigned long long)c->id, c->peer, what, buf);
     ERR_clear_error();
 }

@@ -84,9 +84,10 @@ static const struct {
 START_TEST(test_modes)
 {
     char text[256];
-    snprintf(text, sizeof text,
-             "[tidepool]\nclient_tls_sslmode = %s\nclient_tls_cert_file = a.crt\nclient_tls_key_file = a.key\n",
-             modes[_i].word);
+    snprintf(
+        text, sizeof text,
+        "[tidepool]\nclient_tls_sslmode = %s\nclient_tls_cert_file = a.crt\nclient_tls_key_file = a.key\n",
+        modes[_i].word);
     config *cfg = load_ok(text);
     ck_assert_int_eq(cfg->client_tls_sslmode, modes[_i].mode);
     ck_assert_str_eq(config_tls_mode_to_str(modes[_i].mode), modes[_i].word);
@@ -117,7 +118,7 @@ START_TEST(test_protocols)
 }
 END_TEST
 
-#define PROTOCOLS_EXPECTED                                                                               \
+#define PROTOCOLS_EXPECTED                                                                                   \
     "expected tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, secure (= tlsv1.2,tlsv1.3) or all, comma-separated, got "
 
 static const struct {
