@@ -303,6 +303,23 @@ class ClientAllowDisable(h.TestCase):
                 with conn.cursor() as cur:
                     cur.execute("SELECT 1")
 
+    def test_protocols_and_ciphers(self):
+        settings = tls_settings("require", client_tls_protocols="tlsv1.2",
+                                client_tls_ciphers="ECDHE-ECDSA-AES128-GCM-SHA256")
+        with h.Tidepool(pg, pools=plain_pool(), settings=settings) as tp:
+            with contextlib.closing(connect(tp, "require")) as conn:
+                self.assertEqual(conn.info.ssl_attribute("protocol"), "TLSv1.2")
+                self.assertEqual(conn.info.ssl_attribute("cipher"), "ECDHE-ECDSA-AES128-GCM-SHA256")
+            with self.assertRaises(psycopg2.OperationalError):
+                connect(tp, "require", ssl_min_protocol_version="TLSv1.3")
+        settings = tls_settings("require", client_tls_protocols="tlsv1.3")
+        with h.Tidepool(pg, pools=plain_pool(), settings=settings) as tp:
+            with contextlib.closing(connect(tp, "require")) as conn:
+                self.assertEqual(conn.info.ssl_attribute("protocol"), "TLSv1.3")
+            with self.assertRaises(psycopg2.OperationalError):
+                connect(tp, "require", ssl_max_protocol_version="TLSv1.2")
+            h.wait_for_log(tp, "TLS handshake failed")
+
     def test_client_certificate_required_with_ca_file(self):
         settings = tls_settings("require", client_tls_ca_file=pg.certs.ca)
         with h.Tidepool(pg, pools=plain_pool(), settings=settings) as tp:
