@@ -366,6 +366,14 @@ class CheckFiles(h.TestCase):
                 r = self.check(**{**tls_settings("require"), **extra})
                 self.assertEqual(r.returncode, 1, r)
                 self.assertIn(message, r.stderr)
+        # A key others can read: a warning, not an error.
+        shared_key = os.path.join(self.tmp, "shared.key")
+        with open(pg.certs.server_key) as src, open(shared_key, "w") as dst:
+            dst.write(src.read())
+        os.chmod(shared_key, 0o644)
+        r = self.check(**tls_settings("require", client_tls_key_file=shared_key))
+        self.assertEqual(r.returncode, 0, r)
+        self.assertIn("can be read by group or others (mode 0644)", r.stderr)
         # disable: the files are not looked at.
         r = self.check(client_tls_sslmode="disable", client_tls_cert_file="/nonexistent.crt")
         self.assertEqual(r.returncode, 0, r)
