@@ -7,6 +7,7 @@
 #include "daemon/client_tls.h"
 
 #include <errno.h>
+#include <openssl/buffer.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -21,6 +22,7 @@
 
 #define TLS_WRITE_CHUNK (64 * 1024) /* plaintext encrypted before each drain */
 #define TLS_READ_CHUNK (16 * 1024)  /* one TLS record at most */
+#define TLS_BIO_KEEP (32 * 1024)    /* an empty memory BIO larger than this is replaced */
 
 struct client_tls {
     SSL *ssl;
@@ -179,13 +181,21 @@ void client_tls_cleanup(void)
 
 /* ---- a client's session ---- */
 
+static BIO *new_mem_bio(bool for_reading)
+{
+    BIO *b = BIO_new(BIO_s_mem());
+    /* An empty read BIO means "wait for more", not end of file. */
+    if (b && for_reading) BIO_set_mem_eof_return(b, -1);
+    return b;
+}
+
 int client_tls_start(tp_client *c)
 {
     client_tls *t = calloc(1, sizeof *t);
     if (!t) return -1;
     t->ssl = SSL_new(ctx);
-    t->rbio = BIO_new(BIO_s_mem());
-    t->wbio = BIO_new(BIO_s_mem());
+    t->rbio = new_mem_bio(true);
+    t->wbio = new_mem_bio(false);
     if (!t->ssl || !t->rbio || !t->wbio) {
         BIO_free(t->rbio);
         BIO_free(t->wbio);
@@ -193,8 +203,6 @@ int client_tls_start(tp_client *c)
         free(t);
         return -1;
     }
-    /* An empty read BIO means "wait for more", not end of file. */
-    BIO_set_mem_eof_return(t->rbio, -1);
     SSL_set_bio(t->ssl, t->rbio, t->wbio);
     SSL_set_accept_state(t->ssl);
     c->tls = t;
@@ -218,6 +226,28 @@ static int drain(tp_client *c)
     int rc = client_write_raw(c, (const uint8_t *)p, (size_t)n);
     (void)BIO_reset(t->wbio);
     return rc;
+}
+
+/* A memory BIO keeps the largest buffer it ever had: replace a big empty one,
+ * so that a TLS client is small again once a large result has gone by. */
+static void shrink_bios(client_tls *t)
+{
+    BUF_MEM *bm = NULL;
+    if (BIO_pending(t->rbio) == 0 && BIO_get_mem_ptr(t->rbio, &bm) == 1 && bm && bm->max > TLS_BIO_KEEP) {
+        BIO *b = new_mem_bio(true);
+        if (b) {
+            SSL_set0_rbio(t->ssl, b); /* frees the old one */
+            t->rbio = b;
+        }
+    }
+    bm = NULL;
+    if (BIO_pending(t->wbio) == 0 && BIO_get_mem_ptr(t->wbio, &bm) == 1 && bm && bm->max > TLS_BIO_KEEP) {
+        BIO *b = new_mem_bio(false);
+        if (b) {
+            SSL_set0_wbio(t->ssl, b);
+            t->wbio = b;
+        }
+    }
 }
 
 static void log_failure(tp_client *c, const char *what, int ssl_error)
@@ -290,7 +320,9 @@ int client_tls_read(tp_client *c, const uint8_t *data, size_t len)
         return -1;
     }
     /* Post-handshake messages (key updates) may have produced output. */
-    return drain(c);
+    int rc = drain(c);
+    shrink_bios(t);
+    return rc;
 }
 
 int client_tls_write(tp_client *c, const uint8_t *data, size_t len)
@@ -309,6 +341,7 @@ int client_tls_write(tp_client *c, const uint8_t *data, size_t len)
         len -= (size_t)w;
         if (drain(c) < 0) return -1;
     }
+    shrink_bios(t);
     return 0;
 }
 
