@@ -1,7 +1,8 @@
 /* client.c: an application's connection to tidepool — accept, the startup
  * packet (SSLRequest starts TLS when client_tls_sslmode allows it, else it
- * and GSSENCRequest are answered 'N'; CancelRequest is forwarded), reading and writing with backpressure, relaying its messages
- * to the backend it holds, and leaving: the backend is handed back to be
+ * and GSSENCRequest are answered 'N'; CancelRequest is forwarded), reading
+ * and writing with backpressure (through client_tls.c for a TLS client),
+ * relaying its messages to the backend it holds, and leaving: the backend is handed back to be
  * reset (pool_reset_on_return; DISCARD ALL in session mode) before reuse. */
 #include "daemon/client.h"
 

@@ -29,6 +29,7 @@ struct client_tls {
     BIO *rbio; /* ciphertext from the client, owned by ssl */
     BIO *wbio; /* ciphertext to the client, owned by ssl */
     bool handshake_done;
+    bool failed; /* a fatal TLS error: nothing more may be sent (not even close_notify) */
 };
 
 static SSL_CTX *ctx;
@@ -278,6 +279,7 @@ static int handshake(tp_client *c)
     int e = SSL_get_error(t->ssl, r);
     if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return drain(c);
     log_failure(c, "TLS handshake failed", e);
+    t->failed = true;
     (void)drain(c); /* the alert, if any */
     return -1;
 }
@@ -316,6 +318,7 @@ int client_tls_read(tp_client *c, const uint8_t *data, size_t len)
             return -1;
         }
         log_failure(c, "TLS error", e);
+        t->failed = true;
         (void)drain(c);
         return -1;
     }
@@ -328,13 +331,14 @@ int client_tls_read(tp_client *c, const uint8_t *data, size_t len)
 int client_tls_write(tp_client *c, const uint8_t *data, size_t len)
 {
     client_tls *t = c->tls;
-    if (!t->handshake_done) return 0;
+    if (!t->handshake_done || t->failed) return 0;
     while (len > 0) {
         int n = (int)(len > TLS_WRITE_CHUNK ? TLS_WRITE_CHUNK : len);
         ERR_clear_error();
         int w = SSL_write(t->ssl, data, n);
         if (w <= 0) {
             log_failure(c, "TLS write failed", SSL_get_error(t->ssl, w));
+            t->failed = true;
             return -1;
         }
         data += w;
@@ -348,7 +352,7 @@ int client_tls_write(tp_client *c, const uint8_t *data, size_t len)
 void client_tls_close_notify(tp_client *c)
 {
     client_tls *t = c->tls;
-    if (!t || !t->handshake_done) return;
+    if (!t || !t->handshake_done || t->failed) return;
     ERR_clear_error();
     (void)SSL_shutdown(t->ssl);
     ERR_clear_error();
