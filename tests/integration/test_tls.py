@@ -42,6 +42,8 @@ import psycopg2.errors  # noqa: E402
 pg = None
 BIG_ROWS = 22000          # rows of 1000 bytes: 22 MB
 SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+GSSENC_REQUEST = struct.pack("!ii", 8, 80877104)
+BACKEND_ROLE, BACKEND_PASSWORD = "tls_backend", "tls-backend-pw"  # the TLS pool's own role
 
 
 def setUpModule():
@@ -50,6 +52,7 @@ def setUpModule():
     try:
         pg.execute("CREATE TABLE copytest (id int, label text)", dbname="inventorydb")
         pg.execute(f"ALTER TABLE copytest OWNER TO {h.APP_USER}", dbname="inventorydb")
+        h.create_login_role(pg, BACKEND_ROLE, BACKEND_PASSWORD)
     except BaseException:
         pg.stop()
         raise
@@ -74,7 +77,10 @@ def plain_pool():
 
 
 def tls_pool():
-    return {"inventorydb": {"url": pg.url("inventorydb") + "?sslmode=require"}}
+    """Backend leg over TLS, as its own role (so its backends can be told
+    apart in pg_stat_activity)."""
+    url = pg.url("inventorydb", user=BACKEND_ROLE, password=BACKEND_PASSWORD)
+    return {"inventorydb": {"url": url + "?sslmode=require"}}
 
 
 def connect(tp, sslmode, **kw):
@@ -204,6 +210,31 @@ class ClientRequire(h.TestCase):
     def test_unix_socket_is_exempt(self):
         with contextlib.closing(self.tp.raw(unix=True)) as c:
             self.assertEqual(c.fetch("SELECT 7"), [("7",)])
+        # No TLS on the Unix socket: an SSLRequest there is answered 'N'.
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        try:
+            s.connect(self.tp.socket_path)
+            s.sendall(SSL_REQUEST)
+            self.assertEqual(s.recv(1), b"N")
+            c = h.RawConnection(s)
+            c.startup(h.APP_USER, "inventorydb", h.APP_PASSWORD)
+            self.assertEqual(c.fetch("SELECT 8"), [("8",)])
+        finally:
+            s.close()
+
+    def test_gssenc_then_ssl_request(self):
+        """GSSENCRequest is answered 'N'; an SSLRequest may follow (as libpq
+        does with gssencmode=prefer) and gets TLS."""
+        s = socket.create_connection((self.tp.host, self.tp.port), timeout=10)
+        s.sendall(GSSENC_REQUEST)
+        self.assertEqual(s.recv(1), b"N")
+        s.sendall(SSL_REQUEST)
+        self.assertEqual(s.recv(1), b"S")
+        ctx = ssl.create_default_context(cafile=pg.certs.ca)
+        with contextlib.closing(h.RawConnection(ctx.wrap_socket(s, server_hostname="localhost"))) as c:
+            c.startup(h.APP_USER, "inventorydb", h.APP_PASSWORD)
+            self.assertEqual(c.fetch("SELECT 9"), [("9",)])
 
     def test_second_ssl_request_inside_tls(self):
         s = raw_tls(self.tp)
@@ -398,7 +429,7 @@ class BackendTLS(h.TestCase):
 
     def backends_ssl(self):
         return pg.execute("SELECT s.ssl FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)"
-                          " WHERE a.usename = %s AND a.datname = 'inventorydb'", (h.APP_USER,))
+                          " WHERE a.usename = %s AND a.datname = 'inventorydb'", (BACKEND_ROLE,))
 
     def test_backends_are_encrypted(self):
         with contextlib.closing(self.tp.connect()) as conn, conn.cursor() as cur:
