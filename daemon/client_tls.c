@@ -41,10 +41,11 @@ bool client_tls_enabled(void)
 
 /* ---- the context ---- */
 
-/* The last OpenSSL error, for messages ("no start line", ...). */
+/* The first OpenSSL error queued, the cause ("no start line", ...): the
+ * later ones only say which layer gave up ("PEM lib"). */
 static const char *ssl_reason(void)
 {
-    unsigned long e = ERR_peek_last_error();
+    unsigned long e = ERR_peek_error();
     const char *r = e ? ERR_reason_error_string(e) : NULL;
     return r ? r : "unknown error";
 }
@@ -122,12 +123,13 @@ static SSL_CTX *build_ctx(const config *cfg, char *err, size_t errlen)
         goto fail;
     }
     if (SSL_CTX_use_certificate_chain_file(x, cert) != 1) {
-        snprintf(err, errlen, "client_tls_cert_file: cannot use '%s': %s", cert, ssl_reason());
+        snprintf(err, errlen, "client_tls_cert_file: no PEM certificate in '%s' (%s)", cert, ssl_reason());
         goto fail;
     }
     if (SSL_CTX_use_PrivateKey_file(x, key, SSL_FILETYPE_PEM) != 1 &&
         ERR_GET_REASON(ERR_peek_last_error()) != X509_R_KEY_VALUES_MISMATCH) {
-        snprintf(err, errlen, "client_tls_key_file: cannot use '%s': %s", key, ssl_reason());
+        snprintf(err, errlen, "client_tls_key_file: no usable PEM private key in '%s' (%s)", key,
+                 ssl_reason());
         goto fail;
     }
     if (SSL_CTX_check_private_key(x) != 1) {
@@ -138,7 +140,7 @@ static SSL_CTX *build_ctx(const config *cfg, char *err, size_t errlen)
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
         if (SSL_CTX_load_verify_locations(x, ca, NULL) != 1 || !names) {
             sk_X509_NAME_pop_free(names, X509_NAME_free);
-            snprintf(err, errlen, "client_tls_ca_file: cannot use '%s': %s", ca, ssl_reason());
+            snprintf(err, errlen, "client_tls_ca_file: no PEM CA certificate in '%s' (%s)", ca, ssl_reason());
             goto fail;
         }
         SSL_CTX_set_client_CA_list(x, names);

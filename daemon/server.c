@@ -1,7 +1,8 @@
 /* server.c: process lifecycle. Starts the loop with the listeners, the pools
  * and the signal handlers; SIGTERM stops accepting and lets linked clients
  * finish (up to shutdown_timeout); SIGINT closes everything at once; SIGHUP
- * reloads the users file (pool settings reload comes with the ops work). */
+ * reloads the users file and the client TLS certificate (pool settings
+ * reload comes with the ops work). */
 #include "daemon/server.h"
 
 #include <signal.h>
@@ -117,6 +118,11 @@ static void on_signal(uv_signal_t *s, int signum)
             tp.users = fresh;
             tp.have_users = tp.cfg->auth_file != NULL;
         }
+        /* Certificates are read again (rotation); unusable ones are logged
+         * and the context in force stays. */
+        char tls_err[512];
+        if (client_tls_configure(tp.cfg, tls_err, sizeof tls_err) < 0)
+            log_error("SIGHUP: client TLS not reloaded: %s", tls_err);
     }
 }
 
