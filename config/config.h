@@ -50,6 +50,21 @@ typedef enum {
     CONFIG_LOG_DEBUG,
 } config_log_level;
 
+/* client_tls_sslmode: TLS between clients and tidepool (PgBouncer's names).
+ * `prefer` is `allow` on the server side: TLS offered, plaintext accepted. */
+typedef enum {
+    CONFIG_TLS_DISABLE = 0, /* SSLRequest answered 'N' */
+    CONFIG_TLS_ALLOW,       /* TLS when the client asks; plaintext too */
+    CONFIG_TLS_PREFER,      /* same as allow */
+    CONFIG_TLS_REQUIRE,     /* TCP clients must use TLS (Unix socket exempt) */
+} config_tls_mode;
+
+/* client_tls_protocols: a set of these bits. */
+#define CONFIG_TLS_V1_0 0x1u
+#define CONFIG_TLS_V1_1 0x2u
+#define CONFIG_TLS_V1_2 0x4u
+#define CONFIG_TLS_V1_3 0x8u
+
 /* One [pool.NAME] section, defaults already applied. */
 typedef struct config_pool {
     char *name;              /* NAME of [pool.NAME]: the dbname clients use */
@@ -97,6 +112,12 @@ typedef struct config {
     config_log_level log_level;
     double shutdown_timeout;   /* seconds, >= 0 */
     char *metrics_listen;      /* "HOST:PORT" or NULL */
+    config_tls_mode client_tls_sslmode;
+    char *client_tls_cert_file; /* PEM certificate (chain); required unless disable */
+    char *client_tls_key_file;  /* PEM private key; required unless disable */
+    char *client_tls_ca_file;   /* NULL, or CAs that client certificates must chain to */
+    unsigned client_tls_protocols; /* CONFIG_TLS_V1_* bits, never 0 */
+    char *client_tls_ciphers;   /* OpenSSL cipher list for TLS 1.2 and older */
     config_pool *pools;
     size_t n_pools;
 } config;
@@ -150,6 +171,7 @@ const char *config_isolation_to_str(config_isolation i); /* "" for DEFAULT */
 const char *config_echo_to_str(config_echo e);
 const char *config_auth_type_to_str(config_auth_type a);
 const char *config_log_level_to_str(config_log_level l);
+const char *config_tls_mode_to_str(config_tls_mode m);
 
 /* ---- the keys, for SHOW CONFIG and reload (config_keys.c) ---------------- */
 

@@ -71,6 +71,9 @@ int config_parse_word(const char *text, const config_word *words, int *out) CONF
 /* Isolation level in any case, with spaces or underscores. Sets *autocommit
  * when the text is AUTOCOMMIT (which is refused). */
 int config_parse_isolation(const char *text, config_isolation *out, bool *autocommit) CONFIG_WUR;
+/* client_tls_protocols: a list of tlsv1.0 .. tlsv1.3, secure, all, legacy
+ * (commas or blanks between) into CONFIG_TLS_V1_* bits; empty is refused. */
+int config_parse_tls_protocols(const char *text, unsigned *out) CONFIG_WUR;
 /* "HOST:PORT", HOST possibly "[v6]". */
 int config_check_hostport(const char *text) CONFIG_WUR;
 

@@ -27,6 +27,7 @@ typedef enum {
     KIND_NAME,      /* char *: anything not empty */
     KIND_HOSTPORT,  /* char *: HOST:PORT, empty = NULL */
     KIND_URL,       /* char * url at offset, char * conninfo at offset2 */
+    KIND_TLS_PROTOCOLS, /* unsigned: CONFIG_TLS_V1_* bits */
 } key_kind;
 
 struct config_key {
@@ -43,7 +44,7 @@ struct config_key {
 
 _Static_assert(sizeof(config_pool_mode) == sizeof(int) && sizeof(config_reset_style) == sizeof(int) &&
                    sizeof(config_echo) == sizeof(int) && sizeof(config_auth_type) == sizeof(int) &&
-                   sizeof(config_log_level) == sizeof(int),
+                   sizeof(config_log_level) == sizeof(int) && sizeof(config_tls_mode) == sizeof(int),
                "enum fields are stored as int");
 
 static const config_word pool_mode_words[] = {
@@ -83,6 +84,12 @@ static const config_word log_words[] = {
     {"info", CONFIG_LOG_INFO},   {"debug", CONFIG_LOG_DEBUG}, {NULL, 0},
 };
 
+static const config_word tls_mode_words[] = {
+    {"disable", CONFIG_TLS_DISABLE}, {"allow", CONFIG_TLS_ALLOW},
+    {"prefer", CONFIG_TLS_PREFER},   {"require", CONFIG_TLS_REQUIRE},
+    {NULL, 0},
+};
+
 #define BOOLEAN "a boolean (true/false, yes/no, on/off, 1/0)"
 #define D(field) offsetof(config, field)
 #define P(field) offsetof(config_pool, field)
@@ -116,6 +123,20 @@ static const config_key keys[] = {
      "a number of seconds >= 0", "30"},
     {"metrics_listen", CONFIG_SCOPE_DAEMON, KIND_HOSTPORT, D(metrics_listen), 0, 0, 0, NULL,
      "HOST:PORT (like 127.0.0.1:9127 or [::1]:9127), or nothing for none", ""},
+    /* client TLS (docs/tls.md); files are checked by the daemon (--check) */
+    {"client_tls_sslmode", CONFIG_SCOPE_DAEMON, KIND_ENUM, D(client_tls_sslmode), 0, 0, 0, tls_mode_words,
+     "disable, allow, prefer or require", "disable"},
+    {"client_tls_cert_file", CONFIG_SCOPE_DAEMON, KIND_TEXT, D(client_tls_cert_file), 0, 0, 0, NULL,
+     "a file name", ""},
+    {"client_tls_key_file", CONFIG_SCOPE_DAEMON, KIND_TEXT, D(client_tls_key_file), 0, 0, 0, NULL,
+     "a file name", ""},
+    {"client_tls_ca_file", CONFIG_SCOPE_DAEMON, KIND_TEXT, D(client_tls_ca_file), 0, 0, 0, NULL,
+     "a file name", ""},
+    {"client_tls_protocols", CONFIG_SCOPE_DAEMON, KIND_TLS_PROTOCOLS, D(client_tls_protocols), 0, 0, 0,
+     NULL, "tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, secure (= tlsv1.2,tlsv1.3) or all, comma-separated",
+     "secure"},
+    {"client_tls_ciphers", CONFIG_SCOPE_DAEMON, KIND_NAME, D(client_tls_ciphers), 0, 0, 0, NULL,
+     "an OpenSSL cipher list (like HIGH:!aNULL:!MD5)", "HIGH:!aNULL:!MD5"},
 
     /* [pool.NAME], and defaults for every pool in [tidepool] (SPEC §3.2) */
     {"url", CONFIG_SCOPE_POOL, KIND_URL, P(url), P(conninfo), 0, 0, NULL, NULL, NULL},
@@ -399,6 +420,15 @@ int config_key_apply(const config_key *k, const char *text, void *base, char **w
         return apply_string(k, text, base, why);
     case KIND_URL:
         return apply_url(k, text, base, why);
+    case KIND_TLS_PROTOCOLS: {
+        unsigned v;
+        if (config_parse_tls_protocols(text, &v) < 0) {
+            *why = expected(k, text, "");
+            return -1;
+        }
+        *(unsigned *)field(base, k->offset) = v;
+        return 0;
+    }
     }
     return -1;
 }
@@ -569,6 +599,25 @@ static char *join_list(char *const *items, size_t n)
     return s;
 }
 
+/* client_tls_protocols as a file would spell it: "secure", "all", or a list
+ * such as "tlsv1.1,tlsv1.2". */
+static char *format_tls_protocols(unsigned set)
+{
+    if (set == (CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3))
+        return config_fmt("secure");
+    if (set == (CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3))
+        return config_fmt("all");
+    static const char *const names[] = {"tlsv1.0", "tlsv1.1", "tlsv1.2", "tlsv1.3"};
+    char out[40] = "";
+    for (unsigned b = 0; b < 4; b++)
+        if (set & (1u << b)) {
+            if (out[0])
+                strcat(out, ",");
+            strcat(out, names[b]);
+        }
+    return config_fmt("%s", out);
+}
+
 char *config_key_format(size_t i, const void *base_in, bool hide_secrets)
 {
     const config_key *k = &keys[i];
@@ -581,6 +630,7 @@ char *config_key_format(size_t i, const void *base_in, bool hide_secrets)
     case KIND_ENUM: return config_fmt("%s", word_of(k->words, *(int *)field(base, k->offset)));
     case KIND_ISOLATION:
         return config_fmt("%s", config_isolation_to_str(*(config_isolation *)field(base, k->offset)));
+    case KIND_TLS_PROTOCOLS: return format_tls_protocols(*(unsigned *)field(base, k->offset));
     case KIND_ADDRS:
     case KIND_USERS:
         return join_list(*(char ***)field(base, k->offset), *(size_t *)field(base, k->offset2));

@@ -27,6 +27,10 @@ void config_free(config *cfg)
     free(cfg->auth_file);
     config_free_list(cfg->admin_users, cfg->n_admin_users);
     free(cfg->metrics_listen);
+    free(cfg->client_tls_cert_file);
+    free(cfg->client_tls_key_file);
+    free(cfg->client_tls_ca_file);
+    free(cfg->client_tls_ciphers);
     for (size_t i = 0; i < cfg->n_pools; i++)
         config_pool_clear(&cfg->pools[i]);
     free(cfg->pools);
@@ -141,6 +145,37 @@ static void check_socket_path(config_errlist *el, const config *cfg, int line)
                            cfg->unix_socket_dir, cfg->listen_port, max);
 }
 
+/* Line of the last `key` written in [tidepool], or 0. */
+static int daemon_key_line(const config_doc *doc, const char *key)
+{
+    int line = 0;
+    for (size_t i = 0; i < doc->n; i++) {
+        const config_section *s = &doc->v[i];
+        if (s->kind != CONFIG_SECTION_DAEMON)
+            continue;
+        for (size_t j = 0; j < s->n; j++)
+            if (strcmp(s->entries[j].key, key) == 0)
+                line = s->entries[j].line;
+    }
+    return line;
+}
+
+/* Client TLS needs a certificate and its key (whether they can be read is
+ * the daemon's check: config/ does no I/O beyond its own file). */
+static void check_client_tls(config_errlist *el, const config *cfg, const config_doc *doc)
+{
+    if (cfg->client_tls_sslmode == CONFIG_TLS_DISABLE)
+        return;
+    const char *missing = !cfg->client_tls_cert_file && !cfg->client_tls_key_file
+                              ? "client_tls_cert_file and client_tls_key_file"
+                          : !cfg->client_tls_cert_file ? "client_tls_cert_file"
+                          : !cfg->client_tls_key_file  ? "client_tls_key_file"
+                                                       : NULL;
+    if (missing)
+        config_errlist_add(el, daemon_key_line(doc, "client_tls_sslmode"), "client_tls_sslmode",
+                           "'%s' needs %s", config_tls_mode_to_str(cfg->client_tls_sslmode), missing);
+}
+
 static config *resolve(config_errlist *el, const config_doc *doc, const char *name)
 {
     config *cfg = calloc(1, sizeof *cfg);
@@ -166,6 +201,7 @@ static config *resolve(config_errlist *el, const config_doc *doc, const char *na
     }
     if (socket_dir_line)
         check_socket_path(el, cfg, socket_dir_line);
+    check_client_tls(el, cfg, doc);
 
     if (n_pools) {
         cfg->pools = calloc(n_pools, sizeof *cfg->pools);

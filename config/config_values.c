@@ -349,3 +349,54 @@ const char *config_log_level_to_str(config_log_level l)
     }
     return "unknown";
 }
+
+const char *config_tls_mode_to_str(config_tls_mode m)
+{
+    switch (m) {
+    case CONFIG_TLS_DISABLE: return "disable";
+    case CONFIG_TLS_ALLOW: return "allow";
+    case CONFIG_TLS_PREFER: return "prefer";
+    case CONFIG_TLS_REQUIRE: return "require";
+    }
+    return "unknown";
+}
+
+/* PgBouncer's tls_protocols: tlsv1.0 .. tlsv1.3, `secure` (1.2 and 1.3),
+ * `all`, `legacy` (= all), separated by commas or blanks. */
+int config_parse_tls_protocols(const char *text, unsigned *out)
+{
+    static const config_word words[] = {
+        {"tlsv1.0", CONFIG_TLS_V1_0},
+        {"tlsv1.1", CONFIG_TLS_V1_1},
+        {"tlsv1.2", CONFIG_TLS_V1_2},
+        {"tlsv1.3", CONFIG_TLS_V1_3},
+        {"secure", CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+        {"all", CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+        {"legacy", CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+        {NULL, 0},
+    };
+    unsigned set = 0;
+    const char *p = text;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (!*p)
+            break;
+        char word[16];
+        size_t n = 0;
+        while (*p && *p != ' ' && *p != '\t' && *p != ',') {
+            if (n + 1 >= sizeof word)
+                return -1;
+            word[n++] = *p++;
+        }
+        word[n] = '\0';
+        int v;
+        if (config_parse_word(word, words, &v) < 0)
+            return -1;
+        set |= (unsigned)v;
+    }
+    if (!set)
+        return -1;
+    *out = set;
+    return 0;
+}

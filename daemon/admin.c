@@ -15,6 +15,7 @@
 #include "daemon/backend.h"
 #include "daemon/client_internal.h"
 #include "daemon/figures.h"
+#include "daemon/client_tls.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
 #include "daemon/server.h"
@@ -165,7 +166,7 @@ static const char *client_state_str(const tp_client *c)
 static size_t show_clients(proto_buf *pb)
 {
     static const char *const cols[] = {"id", "user", "pool", "state", "addr", "backend_pid", "pinned",
-                                       "prepared_statements", "connected_for"};
+                                       "prepared_statements", "connected_for", "tls"};
     size_t nc = sizeof cols / sizeof cols[0], n = 0;
     proto_build_row_description(pb, nc, cols);
     double now = tp_now();
@@ -183,7 +184,8 @@ static size_t show_clients(proto_buf *pb)
                               c->backend ? pid : NULL,
                               c->pins ? "yes" : "no",
                               stmts,
-                              age};
+                              age,
+                              client_tls_version(c)};
         row(pb, nc, vals);
     }
     return n;

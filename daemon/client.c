@@ -1,7 +1,8 @@
 /* client.c: an application's connection to tidepool — accept, the startup
- * packet (SSLRequest and GSSENCRequest are answered 'N', CancelRequest is
- * forwarded), reading and writing with backpressure, relaying its messages
- * to the backend it holds, and leaving: the backend is handed back to be
+ * packet (SSLRequest starts TLS when client_tls_sslmode allows it, else it
+ * and GSSENCRequest are answered 'N'; CancelRequest is forwarded), reading
+ * and writing with backpressure (through client_tls.c for a TLS client),
+ * relaying its messages to the backend it holds, and leaving: the backend is handed back to be
  * reset (pool_reset_on_return; DISCARD ALL in session mode) before reuse. */
 #include "daemon/client.h"
 
@@ -17,6 +18,7 @@
 #include "daemon/backend.h"
 #include "daemon/client_internal.h"
 #include "daemon/client_limits.h"
+#include "daemon/client_tls.h"
 #include "daemon/flush.h"
 #include "daemon/log.h"
 #include "daemon/peer.h"
@@ -75,7 +77,7 @@ static void on_write(uv_write_t *req, int status)
 
 /* Write bytes now: straight to the socket if nothing is in flight, the rest
  * through a uv_write that owns a copy. */
-static int write_now(tp_client *c, const uint8_t *data, size_t len)
+int client_write_raw(tp_client *c, const uint8_t *data, size_t len)
 {
     if (uv_stream_get_write_queue_size(&c->h.stream) == 0) {
         uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
@@ -99,6 +101,12 @@ static int write_now(tp_client *c, const uint8_t *data, size_t len)
         return -1;
     }
     return 0;
+}
+
+/* TLS hook (write side): a TLS client's bytes are encrypted first. */
+static int write_now(tp_client *c, const uint8_t *data, size_t len)
+{
+    return c->tls ? client_tls_write(c, data, len) : client_write_raw(c, data, len);
 }
 
 void client_flush(tp_client *c)
@@ -193,7 +201,13 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (c->pool) c->pool->stats.bytes_received += (uint64_t)nread;
-    if (tp_buf_append(&c->in, buf->base, (size_t)nread) < 0) {
+    if (c->tls) {
+        /* TLS hook (read side): decrypt into c->in (or go on handshaking). */
+        if (client_tls_read(c, (const uint8_t *)buf->base, (size_t)nread) < 0) {
+            client_close(c);
+            return;
+        }
+    } else if (tp_buf_append(&c->in, buf->base, (size_t)nread) < 0) {
         client_fatal(c, "53200", "out of memory");
         return;
     }
@@ -371,16 +385,37 @@ static int process_startup(tp_client *c)
     }
     tp_buf_consume(&c->in, st.total_len); /* st's strings stay readable until the next read */
     if (st.code == PROTO_SSL_REQUEST || st.code == PROTO_GSSENC_REQUEST) {
+        if (c->tls) {
+            client_fatal(c, "08P01", "unexpected encryption request inside an encrypted connection");
+            return -1;
+        }
         if (tp_buf_size(&c->in) > 0) {
             /* Bytes after SSLRequest before our answer: a TLS hello sent blindly. */
             client_fatal(c, "08P01", "received unencrypted data after SSL request");
             return -1;
+        }
+        if (st.code == PROTO_SSL_REQUEST && client_tls_enabled() && !c->unix_socket) {
+            /* 'S' goes out in plaintext, before the TLS state exists. */
+            static const uint8_t yes = 'S';
+            client_flush(c); /* an earlier 'N' (GSSENCRequest) first */
+            if (c->state == CLIENT_CLOSING) return -1;
+            if (client_write_raw(c, &yes, 1) < 0 || client_tls_start(c) < 0) {
+                client_close(c);
+                return -1;
+            }
+            return 1;
         }
         return client_send(c, "N", 1) < 0 ? -1 : 1;
     }
     if (st.code == PROTO_CANCEL_REQUEST) {
         handle_cancel(st.cancel_pid, st.cancel_key);
         client_close(c);
+        return -1;
+    }
+    if (!c->tls && !c->unix_socket && tp.cfg->client_tls_sslmode == CONFIG_TLS_REQUIRE) {
+        log_info("client %llu (%s): refused: plaintext connection, client_tls_sslmode is require",
+                 (unsigned long long)c->id, c->peer);
+        client_fatal(c, "28000", "SSL required: this server accepts TCP connections over TLS only");
         return -1;
     }
     handle_startup(c, &st);
@@ -901,6 +936,7 @@ static void on_client_closed(uv_handle_t *h)
     free(c->pending_set_name);
     free(c->pending_set_value);
     stmts_clear(&c->stmts);
+    client_tls_free(c->tls);
     free(c);
     server_maybe_finish();
 }
@@ -912,6 +948,7 @@ static void client_close(tp_client *c)
     /* Last words (a FATAL error) go out before the socket closes. */
     if (tp_buf_size(&c->out) > 0 && write_now(c, tp_buf_head(&c->out), tp_buf_size(&c->out)) < 0)
         log_debug("client %llu: could not send its last message", (unsigned long long)c->id);
+    client_tls_close_notify(c);
     flush_forget_client(c);
     c->state = CLIENT_CLOSING;
     client_auth_clear(c);

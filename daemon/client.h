@@ -14,6 +14,7 @@
 typedef struct tp_pool tp_pool;
 typedef struct tp_backend tp_backend;
 typedef struct auth_scram auth_scram;
+typedef struct client_tls client_tls;
 
 typedef enum {
     CLIENT_STARTUP = 0,  /* reading the startup packet */
@@ -39,6 +40,8 @@ typedef struct tp_client {
     uint64_t id;
     uint32_t key_pid, key_secret; /* the BackendKeyData tidepool gave it */
     char peer[64];                /* address for logs */
+    client_tls *tls;              /* TLS session (client_tls.c) once SSLRequest was
+                                     accepted; NULL for plaintext clients */
 
     char *user;
     char *database;

@@ -8,6 +8,9 @@
 
 /* Send a built buffer; closes the client when it cannot. */
 int client_send_buf(tp_client *c, proto_buf *b) __attribute__((warn_unused_result));
+/* Write bytes to the socket as they are (TLS: ciphertext), copying what
+ * does not go out at once. -1 on a socket error. */
+int client_write_raw(tp_client *c, const uint8_t *data, size_t len) __attribute__((warn_unused_result));
 /* Send an ErrorResponse (ERROR, connection kept). */
 void client_error(tp_client *c, const char *sqlstate, const char *message);
 void client_start_reading(tp_client *c);

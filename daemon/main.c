@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config/config.h"
+#include "daemon/client_tls.h"
 #include "daemon/log.h"
 #include "daemon/secrets.h"
 #include "daemon/server.h"
@@ -99,6 +100,12 @@ int main(int argc, char **argv)
         return 1;
     }
     config_errors_clear(&errs);
+    char tls_err[512];
+    if (check_only && client_tls_check(cfg, tls_err, sizeof tls_err) < 0) {
+        fprintf(stderr, "%s: %s\n", path, tls_err);
+        config_free(cfg);
+        return 1;
+    }
     if (check_only) {
         check_secrets(cfg, path);
         printf("%s: OK (%zu pool%s)\n", path, cfg->n_pools, cfg->n_pools == 1 ? "" : "s");

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/client_tls.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
 #include "daemon/secrets.h"
@@ -133,6 +134,11 @@ int server_reload(config_errors *out)
     log_set_level(fresh->log_level);
     tp.cfg = fresh;
     config_free(old);
+    /* Certificates are read again (rotation); unusable ones are logged and
+     * the TLS context in force stays. */
+    char tls_err[512];
+    if (client_tls_configure(fresh, tls_err, sizeof tls_err) < 0)
+        log_error("reload: client TLS not reloaded: %s", tls_err);
     log_info("reloaded %s: %zu pool(s) added, %zu removed, %zu changed", fresh->path, added, removed,
              changed);
     return 0;

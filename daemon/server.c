@@ -10,6 +10,7 @@
 
 #include "daemon/client.h"
 #include "daemon/client_limits.h"
+#include "daemon/client_tls.h"
 #include "daemon/flush.h"
 #include "daemon/listener.h"
 #include "daemon/log.h"
@@ -129,6 +130,12 @@ static int run(config *cfg)
     signal(SIGPIPE, SIG_IGN);
 
     if (load_users(cfg, &tp.users) < 0) return 1;
+    char tls_err[512];
+    if (client_tls_configure(cfg, tls_err, sizeof tls_err) < 0) {
+        log_error("%s", tls_err);
+        auth_file_free(&tp.users);
+        return 1;
+    }
     tp.have_users = cfg->auth_file != NULL;
     secrets_log_warnings(cfg, &tp.users);
     if (pools_create(cfg) < 0) return 1;
@@ -157,6 +164,7 @@ static int run(config *cfg)
     uv_loop_close(tp.loop);
     pools_free();
     auth_file_free(&tp.users);
+    client_tls_cleanup();
     log_info("tidepool stopped");
     return tp.exit_code;
 }

@@ -17,6 +17,11 @@ open-file limit through PAM). The postmaster is our child with a parent-death
 signal, so it cannot outlive a test that is killed (for example by a CTest
 timeout); stopping it is pg_ctl's "fast" mode (SIGINT).
 
+With ssl=True the cluster also serves TLS (ssl = on) with a server
+certificate from a throwaway CA made by make_test_certs() in its directory
+(Cluster.certs: ca, server_cert, server_key ... paths). make_test_certs() is
+also what a test gives tidepool for client TLS.
+
 Tidepool: writes an INI file (SPEC §3) and a userlist.txt auth_file, starts the
 daemon (TIDEPOOL_BIN, else build/tidepool) with the config path as its only
 argument, stdout and stderr to a log file, and waits until its TCP port (or
@@ -288,6 +293,58 @@ def run_psql(dsn, sql=None, args=(), timeout=60, env=None, stdin=None):
 
 
 # ---------------------------------------------------------------------------
+# TLS certificates
+# ---------------------------------------------------------------------------
+
+class TestCerts:
+    """Paths of a throwaway CA and of certificates it signed (PEM)."""
+
+    def __init__(self, directory):
+        d = Path(directory)
+        self.dir = str(d)
+        self.ca = str(d / "ca.crt")               # the CA's certificate
+        self.ca_key = str(d / "ca.key")
+        self.server_cert = str(d / "server.crt")  # CN localhost, SAN localhost + 127.0.0.1
+        self.server_key = str(d / "server.key")   # mode 0600
+        self.client_cert = str(d / "client.crt")  # CN app, for client certificates
+        self.client_key = str(d / "client.key")
+        self.other_ca = str(d / "other-ca.crt")   # a CA that signed none of these
+
+
+def _openssl(args, cwd):
+    p = subprocess.run(["openssl", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True, timeout=60)
+    if p.returncode != 0:
+        raise RuntimeError(f"openssl {' '.join(args)} failed:\n{p.stdout}{p.stderr}")
+
+
+def make_test_certs(directory):
+    """Make a throwaway CA (P-256 keys, valid 2 days) and have it sign a
+    server certificate for localhost / 127.0.0.1 and a client certificate for
+    `app`, with the openssl CLI, in `directory` (created). Returns TestCerts."""
+    d = Path(directory)
+    d.mkdir(mode=0o755, parents=True, exist_ok=True)
+    c = TestCerts(d)
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    _openssl(["req", "-x509", *key, "-days", "2", "-subj", "/CN=tidepool test CA",
+              "-keyout", c.ca_key, "-out", c.ca], d)
+    _openssl(["req", "-x509", *key, "-days", "2", "-subj", "/CN=another test CA",
+              "-keyout", str(d / "other-ca.key"), "-out", c.other_ca], d)
+    for name, cn, ext in (("server", "localhost", "subjectAltName=DNS:localhost,IP:127.0.0.1"),
+                          ("client", APP_USER, "extendedKeyUsage=clientAuth")):
+        csr = str(d / f"{name}.csr")
+        _openssl(["req", "-new", *key, "-subj", f"/CN={cn}", "-keyout", str(d / f"{name}.key"),
+                  "-out", csr], d)
+        extfile = d / f"{name}.ext"
+        extfile.write_text(ext + "\n")
+        _openssl(["x509", "-req", "-in", csr, "-CA", c.ca, "-CAkey", c.ca_key, "-CAcreateserial",
+                  "-days", "2", "-extfile", str(extfile), "-out", str(d / f"{name}.crt")], d)
+    for k in (c.server_key, c.client_key, c.ca_key):
+        os.chmod(k, 0o600)
+    return c
+
+
+# ---------------------------------------------------------------------------
 # PostgreSQL
 # ---------------------------------------------------------------------------
 
@@ -298,8 +355,10 @@ class Cluster:
     """A throwaway PostgreSQL 15 cluster. Use as a context manager, or call
     start() and stop()."""
 
-    def __init__(self, settings=None, databases=DATABASES):
+    def __init__(self, settings=None, databases=DATABASES, ssl=False):
         self.settings = dict(settings or {})  # extra postgresql.conf settings
+        self.ssl = ssl
+        self.certs = None  # TestCerts when ssl=True
         self.databases = tuple(databases)
         self.host = "127.0.0.1"
         self.port = None
@@ -359,6 +418,12 @@ class Cluster:
         pwfile.unlink()
         if p.returncode != 0:
             raise RuntimeError(f"initdb failed ({p.returncode}):\n{p.stdout}{p.stderr}")
+        if self.ssl:
+            self.certs = make_test_certs(d / "certs")
+            for path in (d / "certs", self.certs.server_cert, self.certs.server_key, self.certs.ca):
+                _chown_postgres(path)
+            self.settings = {"ssl": "on", "ssl_cert_file": f"'{self.certs.server_cert}'",
+                             "ssl_key_file": f"'{self.certs.server_key}'", **self.settings}
 
         for attempt in range(5):
             self.port = free_port()

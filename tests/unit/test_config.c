@@ -1336,6 +1336,8 @@ START_TEST(test_example_documents_every_key)
         "url", "pool_mode", "pool_size", "max_overflow", "pool_timeout", "pool_recycle",
         "pool_pre_ping", "pool_use_lifo", "pool_reset_on_return", "isolation_level", "read_only",
         "deferrable", "on_connect", "echo", "echo_pool", "pool_logging_name",
+        "client_tls_sslmode", "client_tls_cert_file", "client_tls_key_file", "client_tls_ca_file",
+        "client_tls_protocols", "client_tls_ciphers",
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         char a[64], b[64];
@@ -1379,6 +1381,133 @@ START_TEST(test_to_str)
         ck_assert_int_eq(cfg->pools[0].isolation_level, i);
         config_free(cfg);
     }
+}
+END_TEST
+
+/* ---- client TLS keys (docs/tls.md) ---------------------------------------- */
+
+START_TEST(test_tls_defaults)
+{
+    config *cfg = load_ok("");
+    ck_assert_int_eq(cfg->client_tls_sslmode, CONFIG_TLS_DISABLE);
+    ck_assert_ptr_null(cfg->client_tls_cert_file);
+    ck_assert_ptr_null(cfg->client_tls_key_file);
+    ck_assert_ptr_null(cfg->client_tls_ca_file);
+    ck_assert_uint_eq(cfg->client_tls_protocols, CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3);
+    ck_assert_str_eq(cfg->client_tls_ciphers, "HIGH:!aNULL:!MD5");
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_tls_every_key)
+{
+    config *cfg = load_ok("[tidepool]\n"
+                          "client_tls_sslmode = Require\n"
+                          "client_tls_cert_file = /etc/tidepool/server.crt\n"
+                          "client_tls_key_file = /etc/tidepool/server.key\n"
+                          "client_tls_ca_file = /etc/tidepool/ca.crt\n"
+                          "client_tls_protocols = tlsv1.3\n"
+                          "client_tls_ciphers = ECDHE+AESGCM\n");
+    ck_assert_int_eq(cfg->client_tls_sslmode, CONFIG_TLS_REQUIRE);
+    ck_assert_str_eq(cfg->client_tls_cert_file, "/etc/tidepool/server.crt");
+    ck_assert_str_eq(cfg->client_tls_key_file, "/etc/tidepool/server.key");
+    ck_assert_str_eq(cfg->client_tls_ca_file, "/etc/tidepool/ca.crt");
+    ck_assert_uint_eq(cfg->client_tls_protocols, CONFIG_TLS_V1_3);
+    ck_assert_str_eq(cfg->client_tls_ciphers, "ECDHE+AESGCM");
+    config_free(cfg);
+}
+END_TEST
+
+static const struct {
+    const char *word;
+    config_tls_mode mode;
+} tls_modes[] = {
+    {"disable", CONFIG_TLS_DISABLE},
+    {"allow", CONFIG_TLS_ALLOW},
+    {"prefer", CONFIG_TLS_PREFER},
+    {"require", CONFIG_TLS_REQUIRE},
+};
+
+START_TEST(test_tls_modes)
+{
+    char text[256];
+    snprintf(
+        text, sizeof text,
+        "[tidepool]\nclient_tls_sslmode = %s\nclient_tls_cert_file = a.crt\nclient_tls_key_file = a.key\n",
+        tls_modes[_i].word);
+    config *cfg = load_ok(text);
+    ck_assert_int_eq(cfg->client_tls_sslmode, tls_modes[_i].mode);
+    ck_assert_str_eq(config_tls_mode_to_str(tls_modes[_i].mode), tls_modes[_i].word);
+    config_free(cfg);
+}
+END_TEST
+
+static const struct {
+    const char *text;
+    unsigned bits;
+} tls_protocols[] = {
+    {"secure", CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+    {"all", CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+    {"legacy", CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1 | CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+    {"tlsv1.2", CONFIG_TLS_V1_2},
+    {"TLSv1.2,TLSv1.3", CONFIG_TLS_V1_2 | CONFIG_TLS_V1_3},
+    {"tlsv1.0, tlsv1.1", CONFIG_TLS_V1_0 | CONFIG_TLS_V1_1},
+    {"tlsv1.1 tlsv1.3", CONFIG_TLS_V1_1 | CONFIG_TLS_V1_3},
+};
+
+START_TEST(test_tls_protocols)
+{
+    char text[256];
+    snprintf(text, sizeof text, "[tidepool]\nclient_tls_protocols = %s\n", tls_protocols[_i].text);
+    config *cfg = load_ok(text);
+    ck_assert_uint_eq(cfg->client_tls_protocols, tls_protocols[_i].bits);
+    config_free(cfg);
+}
+END_TEST
+
+#define PROTOCOLS_EXPECTED                                                                                   \
+    "expected tlsv1.0, tlsv1.1, tlsv1.2, tlsv1.3, secure (= tlsv1.2,tlsv1.3) or all, comma-separated, got "
+
+static const struct {
+    const char *key, *value, *message;
+} bad_tls_values[] = {
+    {"client_tls_sslmode", "verify-full", "expected disable, allow, prefer or require, got 'verify-full'"},
+    {"client_tls_sslmode", "on", "expected disable, allow, prefer or require, got 'on'"},
+    {"client_tls_protocols", "", PROTOCOLS_EXPECTED "''"},
+    {"client_tls_protocols", "sslv3", PROTOCOLS_EXPECTED "'sslv3'"},
+    {"client_tls_protocols", "tlsv1.2,tlsv1.4", PROTOCOLS_EXPECTED "'tlsv1.2,tlsv1.4'"},
+    {"client_tls_protocols", "tlsv1.2tlsv1.3tlsv1.3", PROTOCOLS_EXPECTED "'tlsv1.2tlsv1.3tlsv1.3'"},
+    {"client_tls_ciphers", "", "expected an OpenSSL cipher list (like HIGH:!aNULL:!MD5), got ''"},
+};
+
+START_TEST(test_tls_bad_values)
+{
+    char text[256], want[512];
+    snprintf(text, sizeof text, "[tidepool]\n%s = %s\n", bad_tls_values[_i].key, bad_tls_values[_i].value);
+    snprintf(want, sizeof want, "t.ini:2: %s: %s", bad_tls_values[_i].key, bad_tls_values[_i].message);
+    expect_one_error(text, want);
+}
+END_TEST
+
+START_TEST(test_tls_mode_needs_cert_and_key)
+{
+    expect_one_error("[tidepool]\nlisten_port = 7000\nclient_tls_sslmode = require\n",
+                     "t.ini:3: client_tls_sslmode: 'require' needs client_tls_cert_file and "
+                     "client_tls_key_file");
+    expect_one_error("[tidepool]\nclient_tls_sslmode = allow\nclient_tls_cert_file = a.crt\n",
+                     "t.ini:2: client_tls_sslmode: 'allow' needs client_tls_key_file");
+    expect_one_error("[tidepool]\nclient_tls_key_file = a.key\nclient_tls_sslmode = prefer\n",
+                     "t.ini:3: client_tls_sslmode: 'prefer' needs client_tls_cert_file");
+    /* disable: files may be written (for later) or not. */
+    config *cfg = load_ok("[tidepool]\nclient_tls_sslmode = disable\nclient_tls_cert_file = a.crt\n");
+    config_free(cfg);
+}
+END_TEST
+
+START_TEST(test_tls_keys_not_in_pools)
+{
+    expect_one_error("[pool.p]\nurl = postgresql://h/db\nclient_tls_sslmode = require\n",
+                     "t.ini:3: client_tls_sslmode: only allowed in [tidepool]");
 }
 END_TEST
 
@@ -1453,6 +1582,16 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_indented_lines);
     tcase_add_test(tc, test_crlf_and_bom);
     tcase_add_test(tc, test_long_lines);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("client_tls");
+    tcase_add_test(tc, test_tls_defaults);
+    tcase_add_test(tc, test_tls_every_key);
+    tcase_add_loop_test(tc, test_tls_modes, 0, sizeof tls_modes / sizeof tls_modes[0]);
+    tcase_add_loop_test(tc, test_tls_protocols, 0, sizeof tls_protocols / sizeof tls_protocols[0]);
+    tcase_add_loop_test(tc, test_tls_bad_values, 0, sizeof bad_tls_values / sizeof bad_tls_values[0]);
+    tcase_add_test(tc, test_tls_mode_needs_cert_and_key);
+    tcase_add_test(tc, test_tls_keys_not_in_pools);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("files");
