@@ -12,6 +12,7 @@
 #include "daemon/flush.h"
 #include "daemon/listener.h"
 #include "daemon/log.h"
+#include "daemon/notify.h"
 #include "daemon/pools.h"
 
 tp_server tp;
@@ -79,6 +80,7 @@ void server_stop(bool graceful)
 {
     if (!tp.stopping) {
         tp.stopping = true;
+        notify_stopping();
         listeners_close();
     }
     if (!graceful) {
@@ -109,6 +111,7 @@ static void on_signal(uv_signal_t *s, int signum)
         log_info("received SIGTERM: shutting down after running transactions");
         server_stop(true);
     } else if (signum == SIGHUP) {
+        notify_reloading();
         log_info("received SIGHUP: reloading %s", tp.cfg->auth_file ? tp.cfg->auth_file : "users");
         auth_file fresh;
         if (load_users(tp.cfg, &fresh) == 0) {
@@ -116,6 +119,7 @@ static void on_signal(uv_signal_t *s, int signum)
             tp.users = fresh;
             tp.have_users = tp.cfg->auth_file != NULL;
         }
+        notify_ready();
     }
 }
 
@@ -144,6 +148,7 @@ int server_run(config *cfg)
     uv_signal_start(&sig_term, on_signal, SIGTERM);
     uv_signal_start(&sig_hup, on_signal, SIGHUP);
     log_info("tidepool ready: %zu pool(s)", cfg->n_pools);
+    notify_ready();
 
     uv_run(tp.loop, UV_RUN_DEFAULT);
 
