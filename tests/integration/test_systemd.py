@@ -219,6 +219,19 @@ class Notify(h.TestCase):
         keys = [k for m in ns.seen for k in ("READY", "RELOADING", "STOPPING") if k in m]
         self.assertEqual(keys, ["READY", "RELOADING", "READY", "STOPPING"])
 
+    def test_watchdog_pings_when_asked(self):
+        # WatchdogSec=2s: systemd sets WATCHDOG_USEC; pings come every second.
+        d = tempfile.mkdtemp(prefix="tp-notify-", dir=h._tmp_base())
+        self.addCleanup(h._rmtree, d)
+        ns = NotifySocket(d)
+        self.addCleanup(ns.close)
+        with h.Tidepool(pg, env={"NOTIFY_SOCKET": ns.path, "WATCHDOG_USEC": "2000000"}):
+            ns.wait_for("READY")
+            started = time.monotonic()
+            ns.wait_for("WATCHDOG")
+            ns.wait_for("WATCHDOG")
+            self.assertLess(time.monotonic() - started, 4.5)
+
     def test_no_notify_socket_no_harm(self):
         # Outside systemd nothing is sent and nothing breaks.
         with h.Tidepool(pg) as tp:
