@@ -88,6 +88,9 @@ int listener_fds_take(listener_fd **out)
 {
     (void)name_address;
     *out = NULL;
+    if (getenv("LISTEN_FDS"))
+        log_warn("LISTEN_FDS is set but tidepool was built without libsystemd: the passed sockets "
+                 "are not used");
     return 0;
 }
 #endif
