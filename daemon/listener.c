@@ -1,10 +1,14 @@
 /* listener.c: opens, accepts on and closes the client-facing sockets. TCP
  * listeners bind each address of listen_addr (`*` = every IPv4 and IPv6
  * address); the Unix socket is created with unix_socket_mode, and a stale
- * socket file left by a dead process is replaced, a live one is refused. */
+ * socket file left by a dead process is replaced, a live one is refused.
+ * Under socket activation a configured listener whose address systemd passed
+ * (listener_systemd.c) adopts that socket instead of binding, and its file is
+ * left to systemd; passed sockets no listener asked for are adopted too. */
 #include "daemon/listener.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +18,7 @@
 #include <unistd.h>
 
 #include "daemon/client.h"
+#include "daemon/listener_systemd.h"
 #include "daemon/log.h"
 #include "daemon/server.h"
 
@@ -30,6 +35,9 @@ typedef struct listener {
 } listener;
 
 static listener *all_listeners;
+/* Sockets systemd passed, while listeners_open() runs. */
+static listener_fd *passed;
+static size_t n_passed;
 
 static void on_connection(uv_stream_t *server, int status)
 {
@@ -56,6 +64,53 @@ static listener *listener_new(bool unix_socket)
     return l;
 }
 
+/* Listen on l's opened or bound handle and add it to the list; on failure
+ * close it. */
+static int start_listening(listener *l, const char *what)
+{
+    int rc = uv_listen(&l->h.stream, 1024, on_connection);
+    if (rc < 0) {
+        log_error("could not listen on %s: %s", what, uv_strerror(rc));
+        uv_close(&l->h.handle, on_listener_closed);
+        return rc;
+    }
+    if (!l->unix_socket) uv_tcp_nodelay(&l->h.tcp, 1);
+    l->next = all_listeners;
+    all_listeners = l;
+    return 0;
+}
+
+/* Open a socket systemd passed (its file, if any, stays systemd's). */
+static int adopt(listener_fd *p, bool configured)
+{
+    p->used = true;
+    listener *l = listener_new(p->unix_socket);
+    if (!l) return UV_ENOMEM;
+    int rc;
+    if (p->unix_socket) {
+        uv_pipe_init(tp.loop, &l->h.pipe, 0);
+        rc = uv_pipe_open(&l->h.pipe, p->fd);
+    } else {
+        uv_tcp_init(tp.loop, &l->h.tcp);
+        rc = uv_tcp_open(&l->h.tcp, p->fd);
+    }
+    l->h.handle.data = l;
+    if (rc < 0) {
+        log_error("could not adopt the socket %s passed by systemd: %s", p->name, uv_strerror(rc));
+        close(p->fd);
+        uv_close(&l->h.handle, on_listener_closed);
+        return rc;
+    }
+    if ((rc = start_listening(l, p->name)) < 0) return rc;
+    if (configured)
+        log_info("listening on %s (socket adopted from systemd)", p->name);
+    else
+        log_info("listening on %s (socket adopted from systemd; no listen_addr or unix_socket_dir "
+                 "names it)",
+                 p->name);
+    return 0;
+}
+
 static int open_tcp(const char *addr, int port)
 {
     struct sockaddr_storage ss;
@@ -68,22 +123,23 @@ static int open_tcp(const char *addr, int port)
         log_error("listen_addr %s: not a numeric address", addr);
         return rc;
     }
+    listener_fd *p = listener_fds_find(passed, n_passed, (struct sockaddr *)&ss);
+    if (p) return adopt(p, true);
     listener *l = listener_new(false);
     if (!l) return UV_ENOMEM;
     uv_tcp_init(tp.loop, &l->h.tcp);
     l->h.handle.data = l;
+    char what[INET6_ADDRSTRLEN + 16];
+    snprintf(what, sizeof what, "%s:%d", addr, port);
     unsigned flags = strchr(addr, ':') ? UV_TCP_IPV6ONLY : 0;
     rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, flags);
-    if (rc == 0) rc = uv_listen(&l->h.stream, 1024, on_connection);
     if (rc < 0) {
-        log_error("could not listen on %s:%d: %s", addr, port, uv_strerror(rc));
+        log_error("could not listen on %s: %s", what, uv_strerror(rc));
         uv_close(&l->h.handle, on_listener_closed);
         return rc;
     }
-    uv_tcp_nodelay(&l->h.tcp, 1);
-    l->next = all_listeners;
-    all_listeners = l;
-    log_info("listening on %s:%d", addr, port);
+    if ((rc = start_listening(l, what)) < 0) return rc;
+    log_info("listening on %s", what);
     return 0;
 }
 
@@ -107,6 +163,10 @@ static int open_unix(const char *dir, int port, int mode)
         log_error("unix_socket_dir %s: path too long for a socket", dir);
         return UV_ENAMETOOLONG;
     }
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    memcpy(sun.sun_path, path, (size_t)n + 1);
+    listener_fd *p = listener_fds_find(passed, n_passed, (struct sockaddr *)&sun);
+    if (p) return adopt(p, true);
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (socket_is_live(path)) {
@@ -122,24 +182,27 @@ static int open_unix(const char *dir, int port, int mode)
     l->h.handle.data = l;
     int rc = uv_pipe_bind(&l->h.pipe, path);
     if (rc == 0 && chmod(path, (mode_t)mode) < 0) rc = -errno;
-    if (rc == 0) rc = uv_listen(&l->h.stream, 1024, on_connection);
     if (rc < 0) {
         log_error("could not listen on %s: %s", path, uv_strerror(rc));
         uv_close(&l->h.handle, on_listener_closed);
         return rc;
     }
-    l->next = all_listeners;
-    all_listeners = l;
+    if ((rc = start_listening(l, path)) < 0) return rc;
     log_info("listening on %s", path);
     return 0;
 }
 
-int listeners_open(const config *cfg)
+static int open_configured(const config *cfg)
 {
     int rc;
     for (size_t i = 0; i < cfg->n_listen_addrs; i++) {
         const char *a = cfg->listen_addrs[i];
-        if (strcmp(a, "*") == 0) {
+        listener_fd *both;
+        if (strcmp(a, "*") == 0 &&
+            (both = listener_fds_find_dual_stack(passed, n_passed, cfg->listen_port))) {
+            /* systemd's ListenStream=PORT: one socket for IPv6 and IPv4. */
+            if ((rc = adopt(both, true)) < 0) return rc;
+        } else if (strcmp(a, "*") == 0) {
             if ((rc = open_tcp("0.0.0.0", cfg->listen_port)) < 0) return rc;
             if ((rc = open_tcp("::", cfg->listen_port)) < 0)
                 log_warn("IPv6 listener not opened; continuing with IPv4");
@@ -150,6 +213,25 @@ int listeners_open(const config *cfg)
     if (cfg->unix_socket_dir &&
         (rc = open_unix(cfg->unix_socket_dir, cfg->listen_port, cfg->unix_socket_mode)) < 0)
         return rc;
+    /* A socket the admin had systemd open is meant to be used, as PgBouncer
+     * does, even when the configuration does not name it. */
+    for (size_t i = 0; i < n_passed; i++)
+        if (!passed[i].used && (rc = adopt(&passed[i], false)) < 0) return rc;
+    return 0;
+}
+
+int listeners_open(const config *cfg)
+{
+    int rc = listener_fds_take(&passed);
+    if (rc < 0) return rc;
+    n_passed = (size_t)rc;
+    rc = open_configured(cfg);
+    for (size_t i = 0; i < n_passed; i++)
+        if (!passed[i].used) close(passed[i].fd);
+    free(passed);
+    passed = NULL;
+    n_passed = 0;
+    if (rc < 0) return rc;
     if (!all_listeners) log_warn("no listener configured: listen_addr and unix_socket_dir are empty");
     return 0;
 }

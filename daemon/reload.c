@@ -13,6 +13,7 @@
 
 #include "daemon/client_tls.h"
 #include "daemon/log.h"
+#include "daemon/notify.h"
 #include "daemon/pools.h"
 #include "daemon/secrets.h"
 #include "daemon/server.h"
@@ -85,7 +86,7 @@ static int refuse(const char *path, config_errors *errs, config_errors *out)
     return -1;
 }
 
-int server_reload(config_errors *out)
+static int reload_config(config_errors *out)
 {
     const char *path = tp.cfg->path;
     log_info("reloading %s", path);
@@ -142,4 +143,12 @@ int server_reload(config_errors *out)
     log_info("reloaded %s: %zu pool(s) added, %zu removed, %zu changed", fresh->path, added, removed,
              changed);
     return 0;
+}
+
+int server_reload(config_errors *out)
+{
+    notify_reloading();
+    int rc = reload_config(out);
+    notify_ready();
+    return rc;
 }

@@ -15,6 +15,7 @@
 #include "daemon/listener.h"
 #include "daemon/log.h"
 #include "daemon/metrics.h"
+#include "daemon/notify.h"
 #include "daemon/pools.h"
 #include "daemon/reload.h"
 #include "daemon/secrets.h"
@@ -85,6 +86,7 @@ void server_stop(bool graceful)
 {
     if (!tp.stopping) {
         tp.stopping = true;
+        notify_stopping();
         listeners_close();
         metrics_close();
     }
@@ -155,6 +157,7 @@ static int run(config *cfg)
     uv_signal_start(&sig_hup, on_signal, SIGHUP);
     client_limits_start();
     log_info("tidepool ready: %zu pool(s)", cfg->n_pools);
+    notify_ready();
 
     uv_run(tp.loop, UV_RUN_DEFAULT);
 

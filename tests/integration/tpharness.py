@@ -597,10 +597,13 @@ class Tidepool:
     users:    auth_file entries {user: secret}; default {"app": "secret"}. Use
               scram_verifier() / md5_secret() for hashed secrets.
     check_exit: fail when the daemon died on its own or did not exit 0 on SIGTERM.
+    env:      extra environment variables for the daemon (NOTIFY_SOCKET, ...).
+    wrapper:  a function(tidepool) -> argv put before the daemon's own, called
+              once the port is chosen (e.g. systemd-socket-activate -l ...).
     """
 
     def __init__(self, pg, pools=None, settings=None, users=None, check_exit=True,
-                 start_timeout=10, binary=None):
+                 start_timeout=10, binary=None, env=None, wrapper=None):
         self.pg = pg
         self.pools = {"inventorydb": {}} if pools is None else dict(pools)
         self.settings = dict(settings or {})
@@ -608,6 +611,8 @@ class Tidepool:
         self.check_exit = check_exit
         self.start_timeout = start_timeout
         self.binary = binary
+        self.env = dict(env or {})
+        self.wrapper = wrapper
         self.host = "127.0.0.1"
         self.port = None
         self.dir = None
@@ -682,8 +687,10 @@ class Tidepool:
         for attempt in range(3):
             self.port = self.settings.get("listen_port") or free_port()
             write_ini(self.config_path, self.sections())
+            argv = (list(self.wrapper(self)) if self.wrapper else []) + [binary, self.config_path]
+            env = dict(os.environ, **self.env) if self.env else None
             with open(self.log_path, "ab") as logf:
-                self.proc = subprocess.Popen([binary, self.config_path], cwd=self.dir,
+                self.proc = subprocess.Popen(argv, cwd=self.dir, env=env,
                                              stdin=subprocess.DEVNULL, stdout=logf,
                                              stderr=subprocess.STDOUT, preexec_fn=_die_with_parent)
             self.returncode = None
