@@ -531,7 +531,7 @@ void client_process_input(tp_client *c)
             uint8_t type;
             size_t total;
             const char *why = NULL;
-            proto_status st = proto_read_header(p, avail, MAX_CLIENT_MSG, &type, &total, &why);
+            proto_status st = proto_read_frontend_header(p, avail, MAX_CLIENT_MSG, &type, &total, &why);
             if (st == PROTO_NEED_MORE) break;
             if (st == PROTO_INVALID) {
                 client_fatal(c, "08P01", why ? why : "invalid message");
@@ -630,7 +630,7 @@ static bool discard_to_sync(tp_client *c)
         uint8_t type;
         size_t total;
         const char *why = NULL;
-        proto_status st = proto_read_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG,
+        proto_status st = proto_read_frontend_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG,
                                             &type, &total, &why);
         if (st == PROTO_NEED_MORE) return false;
         if (st == PROTO_INVALID) {
@@ -659,7 +659,7 @@ static void process_ready(tp_client *c)
     uint8_t type;
     size_t total;
     const char *why = NULL;
-    proto_status st = proto_read_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG, &type,
+    proto_status st = proto_read_frontend_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG, &type,
                                         &total, &why);
     if (st == PROTO_NEED_MORE) return;
     if (st == PROTO_INVALID) {
@@ -808,7 +808,7 @@ void client_on_backend_error(tp_client *c, const char *sqlstate, const char *mes
     uint8_t type = 0;
     size_t total = 0;
     const char *why = NULL;
-    if (proto_read_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG, &type, &total, &why) ==
+    if (proto_read_frontend_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG, &type, &total, &why) ==
             PROTO_COMPLETE &&
         (type == 'Q' || type == 'F') && tp_buf_size(&c->in) >= total) {
         tp_buf_consume(&c->in, total);
