@@ -892,7 +892,11 @@ static void client_close(tp_client *c)
     c->backend = NULL;
     if (b) {
         b->client = NULL;
-        backend_release(b, !transaction_mode(c) || c->pins);
+        /* Gone half-way through a message it was sending: the backend waits
+         * for the rest and would take whatever comes next for it, so it can
+         * be neither reset nor lent again. */
+        if (c->pass_remaining > 0) pools_backend_gone(b->pool, b, false);
+        else backend_release(b, !transaction_mode(c) || c->pins);
     }
     if (c->prev) c->prev->next = c->next;
     else tp.clients = c->next;
