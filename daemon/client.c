@@ -564,6 +564,7 @@ void client_process_input(tp_client *c)
                 break; /* statement names are rewritten on whole messages */
             }
             if (type == 'Q' || type == 'S' || type == 'F') b->pending_syncs++;
+            if (type == 'Q' || type == 'E') b->last_run = (char)type;
             if (type == 'S' || type == 'Q') c->unsynced = false;
             else if (type == 'P' || type == 'B' || type == 'D' || type == 'E' || type == 'C' || type == 'H')
                 c->unsynced = true;
