@@ -161,6 +161,12 @@ static void connect_step(tp_backend *b)
             connect_failed(b, "could not watch the backend socket");
             return;
         }
+    } else if (b->poll) {
+        /* libpq may also have closed its socket and opened the next one
+         * (another host or address) under the same number: epoll forgot the
+         * closed one, so re-register instead of trusting the old watch. */
+        uv_poll_stop(b->poll);
+        b->poll_events = 0;
     }
     if (st == PGRES_POLLING_OK) on_connected(b);
     else backend_poll_update(b, st == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE);
