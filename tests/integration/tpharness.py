@@ -436,16 +436,24 @@ class Cluster:
         _rmtree(self.dir)
         self.dir = None
 
-    def restart(self, immediate=True, down_for=0.0, timeout=60):
+    def down(self, immediate=True, timeout=60):
         """Stop PostgreSQL (SIGQUIT = pg_ctl -m immediate, or SIGINT = fast),
-        wait down_for seconds, start it again on the same port and data."""
+        keeping its data and port for up()."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGQUIT if immediate else signal.SIGINT)
             self.proc.wait(timeout)
         self.proc = None
-        time.sleep(down_for)
+
+    def up(self, timeout=60):
+        """Start PostgreSQL again after down(), on the same port and data."""
         if not self._start_postmaster(timeout=timeout):
             raise RuntimeError("PostgreSQL did not restart; its log:\n" + _read_text(self.log_path))
+
+    def restart(self, immediate=True, down_for=0.0, timeout=60):
+        """down(), wait down_for seconds, up()."""
+        self.down(immediate, timeout)
+        time.sleep(down_for)
+        self.up(timeout)
 
     @property
     def running(self):
