@@ -23,10 +23,6 @@ POOL_SIZE = 10
 MAX_OVERFLOW = 0
 
 
-def report(msg):
-    print(f"[drill] {msg}", file=sys.stderr, flush=True)
-
-
 class ThousandsOfClients(h.TestCase):
     def test_5000_clients_on_10_backends(self):
         limit = h.raise_nofile(20000)
@@ -48,7 +44,7 @@ class ThousandsOfClients(h.TestCase):
                         row = dict(zip(res.columns, res.rows[0]))
                 daemon_clients = int(row["clients"])
                 pids = {r[0][0][0] for r in mass.results if r}
-                report(f"{CLIENTS} clients: {mass.done} logged in and answered in {mass.elapsed:.1f}s; "
+                h.drill_report(f"{CLIENTS} clients: {mass.done} logged in and answered in {mass.elapsed:.1f}s; "
                        f"connections held at peak {mass.peak_held} (tidepool's count {daemon_clients}); "
                        f"errors {mass.errors or 'none'}; closed by the server {mass.closed}; "
                        f"backends at peak {sampler.max} over {sampler.samples} samples, "

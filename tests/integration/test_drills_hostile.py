@@ -51,10 +51,6 @@ POOL_SIZE = 4
 RSS_TOLERANCE_KB = 1024
 
 
-def report(msg):
-    print(f"[drill] {msg}", file=sys.stderr, flush=True)
-
-
 def startup_packet(user="app", database="inventorydb"):
     body = struct.pack("!i", 196608) + b"user\0" + user.encode() + b"\0database\0" + database.encode() + b"\0\0"
     return struct.pack("!i", len(body) + 4) + body
@@ -244,7 +240,7 @@ class Bad:
 class HostileInput(h.TestCase):
     def test_hostile_input(self):
         seed = int(os.environ.get("TP_DRILL_SEED") or time.time())
-        report(f"random seed {seed} (TP_DRILL_SEED={seed} repeats it)")
+        h.drill_report(f"random seed {seed} (TP_DRILL_SEED={seed} repeats it)")
         rng = random.Random(seed)
         with h.Cluster() as pg:
             h.create_login_role(pg, "drill", "drillpw")
@@ -317,11 +313,11 @@ class HostileInput(h.TestCase):
         self.assertFalse(any(t.is_alive() for t in threads), "a well-behaved client hung")
         after = h.rss_kb(tp.proc.pid)
 
-        report(f"bad inputs sent in {elapsed:.1f}s (plus {sum(warm_sent.values())} in the warm-up round):")
+        h.drill_report(f"bad inputs sent in {elapsed:.1f}s (plus {sum(warm_sent.values())} in the warm-up round):")
         for k in Bad.KINDS:
-            report(f"  {k:20} {bad.sent.get(k, 0) - warm_sent.get(k, 0):4}   outcomes {bad.outcomes.get(k)}")
-        report(f"well-behaved: {len(committed)} transactions committed, {len(errors)} errors")
-        report(f"tidepool VmRSS: baseline {baseline} kB, with bad clients {peak} kB, "
+            h.drill_report(f"  {k:20} {bad.sent.get(k, 0) - warm_sent.get(k, 0):4}   outcomes {bad.outcomes.get(k)}")
+        h.drill_report(f"well-behaved: {len(committed)} transactions committed, {len(errors)} errors")
+        h.drill_report(f"tidepool VmRSS: baseline {baseline} kB, with bad clients {peak} kB, "
                f"after {after} kB ({after - baseline:+d} kB){' [ASan build]' if asan else ''}")
 
         self.assertEqual(errors, [], "a well-behaved client saw an error")
@@ -349,7 +345,7 @@ class HostileInput(h.TestCase):
         fates = {}
         for _, fate in bad.copy_pids:
             fates[fate] = fates.get(fate, 0) + 1
-        report(f"backends now: {len(states)}; the backends of clients that vanished mid-COPY: {fates}")
+        h.drill_report(f"backends now: {len(states)}; the backends of clients that vanished mid-COPY: {fates}")
         self.assertLessEqual(len(states), POOL_SIZE)
         self.assertEqual(fates, {"kept": len(bad.copy_pids)},
                          "the backend of a client that vanished mid-COPY was not rolled back and reused")

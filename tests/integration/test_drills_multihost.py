@@ -22,10 +22,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tpharness as h  # noqa: E402
 
 
-def report(msg):
-    print(f"[drill] {msg}", file=sys.stderr, flush=True)
-
-
 class TwoHosts(h.TestCase):
     def test_second_host_when_first_is_down(self):
         with h.Cluster() as pg1, h.Cluster() as pg2:
@@ -55,7 +51,7 @@ class TwoHosts(h.TestCase):
         conns = {name: tp.connect(dbname=name) for name in ("kw", "uri")}
         for name, conn in conns.items():
             got = self.where(conn)
-            report(f"{name}: both up: backend on port {got[0]} ({got[1]})")
+            h.drill_report(f"{name}: both up: backend on port {got[0]} ({got[1]})")
             self.assertEqual(got, (p1, "pg1"))
 
         pg1.down(immediate=False)
@@ -73,7 +69,7 @@ class TwoHosts(h.TestCase):
                     if not conn.closed:
                         conn.rollback()
                     time.sleep(0.1)
-            report(f"{name}: first host down: backend on port {got[0] if got else None} "
+            h.drill_report(f"{name}: first host down: backend on port {got[0] if got else None} "
                    f"({got[1] if got else None}); {len(errors)} errors on the way: {errors}")
             self.assertEqual(got, (p2, "pg2"))
             # A client connecting now is served by the second as well.
@@ -93,7 +89,7 @@ class TwoHosts(h.TestCase):
             conn.commit()
             other.commit()
             other.close()
-            report(f"{name}: first host back: two transactions at once used ports {ports} "
+            h.drill_report(f"{name}: first host back: two transactions at once used ports {ports} "
                    f"(the kept backend stays on {p2}; the new one went to {p1})")
             self.assertEqual(ports, sorted([p1, p2]))
             conn.close()

@@ -30,10 +30,6 @@ WAITERS = 4
 STALL = 4.0
 
 
-def report(msg):
-    print(f"[drill] {msg}", file=sys.stderr, flush=True)
-
-
 class StalledBackend(h.TestCase):
     def test_sigstop_backend(self):
         with h.Cluster() as pg:
@@ -109,15 +105,15 @@ class StalledBackend(h.TestCase):
         a_wait = time.monotonic() - t0
         a.query("COMMIT")
 
-        report(f"backend pid {pid} stopped for {stalled_for:.1f}s (pool_timeout {POOL_TIMEOUT}s)")
+        h.drill_report(f"backend pid {pid} stopped for {stalled_for:.1f}s (pool_timeout {POOL_TIMEOUT}s)")
         for i, o in enumerate(outcomes):
-            report(f"  waiter {i}: {o[0]} after {o[1]:.2f}s" if o else f"  waiter {i}: no answer")
+            h.drill_report(f"  waiter {i}: {o[0]} after {o[1]:.2f}s" if o else f"  waiter {i}: no answer")
         lo, lq = late.get("login"), late.get("query")
-        report(f"  client connecting during the stall: login {lo[0]} after {lo[1]:.2f}s" if lo else
+        h.drill_report(f"  client connecting during the stall: login {lo[0]} after {lo[1]:.2f}s" if lo else
                "  client connecting during the stall: no answer to its login")
-        report(f"  ... then its query: {lq[0]} after {lq[1]:.2f}s" if lq else "  ... then its query: no answer")
-        report(f"  admin console answered in {admin_ms:.1f} ms during the stall")
-        report(f"  A's query finished {a_wait:.2f}s after SIGCONT: {rows}")
+        h.drill_report(f"  ... then its query: {lq[0]} after {lq[1]:.2f}s" if lq else "  ... then its query: no answer")
+        h.drill_report(f"  admin console answered in {admin_ms:.1f} ms during the stall")
+        h.drill_report(f"  A's query finished {a_wait:.2f}s after SIGCONT: {rows}")
 
         self.assertEqual(hung, 0, "clients hung while the backend was stalled")
         self.assertEqual(rows, [("after the stall",)])
@@ -144,7 +140,7 @@ class StalledBackend(h.TestCase):
             c.query("BEGIN")
             c.query("INSERT INTO stall_log VALUES ('after')")
             c.query("COMMIT")
-        report(f"  a new transaction after the stall took {time.monotonic() - t0:.2f}s")
+        h.drill_report(f"  a new transaction after the stall took {time.monotonic() - t0:.2f}s")
         a.close()
         got = sorted(r[0] for r in pg.execute("SELECT what FROM stall_log", dbname="inventorydb"))
         self.assertEqual(got, ["a", "after"])

@@ -115,12 +115,11 @@ class RestartUnderLoad(h.TestCase):
         rows = {tuple(r) for r in pg.execute("SELECT writer, seq FROM commits", dbname="inventorydb")}
         lost = committed - rows
         extra = rows - committed
-        print(f"[drill] PostgreSQL killed (immediate) and restarted in {back_at - crash_at:.2f}s under load: "
+        h.drill_report(f"PostgreSQL killed (immediate) and restarted in {back_at - crash_at:.2f}s under load: "
               f"transactions committed (COMMIT reported) {len(committed)}, found afterwards "
               f"{len(committed & rows)}, lost {len(lost)}; rows of failed transactions found "
               f"{len(extra)} (of {len(in_doubt)} in doubt); errors seen by the writers {len(failures)}; "
-              f"writers resumed {sum(last_success.get(w, 0) > back_at for w in range(WRITERS))} of {WRITERS}",
-              file=sys.stderr, flush=True)
+              f"writers resumed {sum(last_success.get(w, 0) > back_at for w in range(WRITERS))} of {WRITERS}")
         self.assertFalse(lost, f"committed rows missing after the restart: {sorted(lost)[:10]}")
         self.assertLessEqual(extra, in_doubt, f"rows no client committed: {sorted(extra - in_doubt)[:10]}")
         self.assertGreater(len(committed), WRITERS, "the writers committed almost nothing")
@@ -138,8 +137,8 @@ class RestartUnderLoad(h.TestCase):
         m = re.search(r"number of transactions actually processed: (\d+)", out)
         aborted = len(re.findall(r"client \d+ (?:script \d+ )?aborted", err))
         h.log(f"pgbench: {aborted} of 4 clients aborted\n{out[-600:]}{err[-600:]}")
-        print(f"[drill] pgbench beside them: {m.group(1) if m else '?'} transactions, "
-              f"{aborted} of 4 clients aborted", file=sys.stderr, flush=True)
+        h.drill_report(f"pgbench beside them: {m.group(1) if m else '?'} transactions, "
+              f"{aborted} of 4 clients aborted")
         self.assertIsNotNone(m, f"pgbench printed no summary:\n{out}\n{err}")
         self.assertLess(aborted, 4, f"every pgbench client was lost:\n{err}")
         expected_min = (RUN_AFTER + 2) * 200 * 0.5

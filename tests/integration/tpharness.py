@@ -1731,3 +1731,9 @@ class MassClients:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+def drill_report(msg):
+    """A failure drill's figure: a "[drill] ..." line on stderr, which
+    script/test gathers from CTest's log after each run."""
+    print(f"[drill] {msg}", file=sys.stderr, flush=True)
