@@ -109,6 +109,7 @@ void backend_close(tp_backend *b, const char *why)
     b->client = NULL;
     b->query_cb = NULL;
     b->on_connected = NULL;
+    backend_connect_timer_stop(b);
     if (b->open_handles > 0 && !b->poll) uv_cancel((uv_req_t *)&b->gai);
     backend_poll_close(b);
     backend_maybe_free(b);

@@ -64,6 +64,7 @@ struct tp_backend {
     char **hostaddrs;    /* resolved addresses, "" for Unix sockets */
     int n_hosts;
     backend_connect_cb on_connected;
+    uv_timer_t *connect_timer; /* deadline of the connect (malloc'd; freed by its close) */
     char *connect_error; /* message of a failed connect (malloc'd) */
 
     tp_buf in;           /* bytes read from the backend, not yet processed */

@@ -147,5 +147,48 @@ class StalledBackend(h.TestCase):
         self.assertTrue(tp.running)
 
 
+class StalledServer(h.TestCase):
+    """The postmaster itself stopped (SIGSTOP) while the pool has no backend:
+    the kernel still accepts connections for it, so a connect never gets an
+    answer. The url's connect_timeout (2 s) bounds each attempt, so the
+    client waiting for a new backend gets an error after about pool_timeout
+    instead of hanging; after SIGCONT the next transaction works."""
+
+    def test_sigstop_postmaster(self):
+        timeout = 3.0
+        with h.Cluster() as pg:
+            url = pg.url("inventorydb") + "?connect_timeout=2"
+            pools = {"inventorydb": {"url": url, "pool_size": 1, "max_overflow": 0, "pool_timeout": timeout}}
+            with h.Tidepool(pg, pools=pools, settings={"log_level": "info"}) as tp:
+                with tp.raw(timeout=30) as c:
+                    c.query("SELECT 1")        # the pool knows its server now
+                pid = pg.backends()[0]
+                pg.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                h.wait_until(lambda: not pg.backends(), message="the pool's backend gone")
+                time.sleep(0.3)                # tidepool notices its idle backend died
+                c = tp.raw(timeout=30)
+                os.kill(pg.proc.pid, signal.SIGSTOP)
+                try:
+                    t0 = time.monotonic()
+                    try:
+                        c.query("SELECT 1")
+                        outcome = ("ok",)
+                    except h.PgError as e:
+                        outcome = (e.sqlstate, e.message)
+                    waited = time.monotonic() - t0
+                finally:
+                    os.kill(pg.proc.pid, signal.SIGCONT)
+                h.drill_report(f"postmaster stopped: a query needing a new backend got {outcome[0]} "
+                               f"after {waited:.2f}s (pool_timeout {timeout}s, connect_timeout 2s): "
+                               f"{outcome[1] if len(outcome) > 1 else ''}")
+                self.assertEqual(outcome[0], "08006", outcome)
+                self.assertIn("timeout expired", outcome[1])
+                self.assertLess(waited, timeout + 2 + 2.0)
+                t0 = time.monotonic()
+                self.assertEqual(c.fetch("SELECT 3"), [("3",)])
+                h.drill_report(f"  after SIGCONT the same client's next query worked in {time.monotonic() - t0:.2f}s")
+                c.close()
+
+
 if __name__ == "__main__":
     h.main()
