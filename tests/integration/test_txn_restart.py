@@ -88,13 +88,18 @@ class RestartUnderLoad(h.TestCase):
             if conn is not None:
                 conn.close()
 
+        pgbench = subprocess.Popen(
+            ["/usr/bin/pgbench", "-n", "-S", "-R", "200", "-c", "4", "-j", "2", "-T", str(int(RUN_BEFORE + RUN_AFTER + 5)),
+             tp.conninfo(dbname="inventorydb")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # pgbench must be past its connections before the crash (a slow start
+        # under load would otherwise meet the crash in its setup and stop).
+        h.wait_until(lambda: pgbench.poll() is not None or pg.execute(
+            "SELECT coalesce(sum(idx_scan), 0) FROM pg_stat_user_tables WHERE relname = 'pgbench_accounts'",
+            dbname="inventorydb")[0][0] > 0, timeout=30, interval=0.2, message="pgbench running")
         threads = [threading.Thread(target=writer, args=(w,), daemon=True) for w in range(WRITERS)]
         for t in threads:
             t.start()
-        pgbench = subprocess.Popen(
-            ["/usr/bin/pgbench", "-n", "-S", "-R", "200", "-c", "4", "-j", "2", "-T", str(int(RUN_BEFORE + RUN_AFTER + 3)),
-             tp.conninfo(dbname="inventorydb")],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
         time.sleep(RUN_BEFORE)
         crash_at = time.monotonic()
