@@ -109,6 +109,7 @@ void backend_close(tp_backend *b, const char *why)
     b->client = NULL;
     b->query_cb = NULL;
     b->on_connected = NULL;
+    backend_connect_timer_stop(b);
     if (b->open_handles > 0 && !b->poll) uv_cancel((uv_req_t *)&b->gai);
     backend_poll_close(b);
     backend_maybe_free(b);
@@ -196,23 +197,40 @@ int backend_send(tp_backend *b, const void *data, size_t len)
 
 size_t backend_out_queue(const tp_backend *b) { return tp_buf_size(&b->out); }
 
-int backend_query(tp_backend *b, const char *sql, backend_query_cb cb)
+/* Send a built message as tidepool's own work (answers not relayed; cb at
+ * the ReadyForQuery that ends it); syncs: ReadyForQuery it adds. Frees pb. */
+static int send_internal(tp_backend *b, proto_buf *pb, int syncs, backend_query_cb cb)
 {
-    proto_buf pb;
-    proto_buf_init(&pb);
-    proto_build_query(&pb, sql);
-    if (pb.failed) {
-        proto_buf_free(&pb);
+    if (pb->failed) {
+        proto_buf_free(pb);
         return -1;
     }
     b->query_cb = cb;
     free(b->query_sqlstate);
     free(b->query_message);
     b->query_sqlstate = b->query_message = NULL;
-    b->pending_syncs++;
-    int rc = backend_send(b, pb.data, pb.len);
-    proto_buf_free(&pb);
+    b->pending_syncs += syncs;
+    int rc = backend_send(b, pb->data, pb->len);
+    proto_buf_free(pb);
     return rc;
+}
+
+int backend_query(tp_backend *b, const char *sql, backend_query_cb cb)
+{
+    proto_buf pb;
+    proto_buf_init(&pb);
+    proto_build_query(&pb, sql);
+    return send_internal(b, &pb, 1, cb);
+}
+
+int backend_copy_fail(tp_backend *b, const char *why, backend_query_cb cb)
+{
+    proto_buf pb;
+    proto_buf_init(&pb);
+    proto_buf_begin(&pb, 'f');
+    proto_buf_put_str(&pb, why);
+    proto_buf_end(&pb);
+    return send_internal(b, &pb, 0, cb); /* the COPY's own ReadyForQuery ends it */
 }
 
 bool backend_is_clean(const tp_backend *b)
@@ -340,6 +358,7 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
     case 'H':
     case 'W':
         b->in_copy = true;
+        b->copy_in = m->type == 'G';
         forward(b, raw, m->total_len);
         return 0;
     default:

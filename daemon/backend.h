@@ -64,6 +64,7 @@ struct tp_backend {
     char **hostaddrs;    /* resolved addresses, "" for Unix sockets */
     int n_hosts;
     backend_connect_cb on_connected;
+    uv_timer_t *connect_timer; /* deadline of the connect (malloc'd; freed by its close) */
     char *connect_error; /* message of a failed connect (malloc'd) */
 
     tp_buf in;           /* bytes read from the backend, not yet processed */
@@ -79,6 +80,8 @@ struct tp_backend {
                             none is running or it is not to be counted */
     int pending_syncs;   /* Query/Sync sent whose ReadyForQuery hasn't come */
     bool in_copy;        /* CopyIn/CopyOut/CopyBoth in progress */
+    bool copy_in;        /* while in_copy: it is COPY FROM STDIN (CopyInResponse) */
+    char last_run;       /* 'Q' or 'E': the last Query or Execute relayed to it */
     tp_params params;    /* parameters as this backend has them now */
     tp_expects expects;  /* what the messages sent will answer (transaction mode) */
     tp_prepared prepared; /* statements prepared on it under tidepool's names */
@@ -103,6 +106,10 @@ void backend_close(tp_backend *b, const char *why);
 int backend_send(tp_backend *b, const void *data, size_t len) __attribute__((warn_unused_result));
 /* Run SQL (simple Query) without relaying its results; cb runs at ReadyForQuery. */
 int backend_query(tp_backend *b, const char *sql, backend_query_cb cb)
+    __attribute__((warn_unused_result));
+/* End a COPY FROM STDIN with CopyFail (why as its message), as tidepool's
+ * own: cb runs at the ReadyForQuery that follows. */
+int backend_copy_fail(tp_backend *b, const char *why, backend_query_cb cb)
     __attribute__((warn_unused_result));
 /* Backpressure from the client side. */
 void backend_pause_reading(tp_backend *b);

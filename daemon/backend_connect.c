@@ -21,6 +21,7 @@
 #include "daemon/server.h"
 
 #define MAX_CONN_KEYWORDS 64
+#define DEFAULT_CONNECT_TIMEOUT 15 /* seconds, without connect_timeout in the url */
 
 static uint64_t next_backend_id;
 
@@ -62,6 +63,7 @@ void backend_free_memory(tp_backend *b)
     p->n_backends--;
     if (b->cancel) PQfreeCancel(b->cancel);
     if (b->conn) PQfinish(b->conn);
+    backend_connect_timer_stop(b);
     free_hosts(b);
     free(b->connect_error);
     free(b->query_sqlstate);
@@ -78,9 +80,17 @@ void backend_free_memory(tp_backend *b)
 
 void backend_discard(tp_backend *b) { backend_free_memory(b); }
 
+void backend_connect_timer_stop(tp_backend *b)
+{
+    if (!b->connect_timer) return;
+    uv_close((uv_handle_t *)b->connect_timer, (uv_close_cb)free); /* stops it */
+    b->connect_timer = NULL;
+}
+
 /* End of a connect attempt: success (error NULL) or failure. */
 static void connect_done(tp_backend *b, const char *error)
 {
+    backend_connect_timer_stop(b);
     backend_connect_cb cb = b->on_connected;
     b->on_connected = NULL;
     if (error) {
@@ -162,6 +172,12 @@ static void connect_step(tp_backend *b)
             connect_failed(b, "could not watch the backend socket");
             return;
         }
+    } else if (b->poll) {
+        /* libpq may also have closed its socket and opened the next one
+         * (another host or address) under the same number: epoll forgot the
+         * closed one, so re-register instead of trusting the old watch. */
+        uv_poll_stop(b->poll);
+        b->poll_events = 0;
     }
     if (st == PGRES_POLLING_OK) on_connected(b);
     else backend_poll_update(b, st == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE);
@@ -366,9 +382,49 @@ static bool plan_resolution(tp_backend *b)
     return any;
 }
 
+static void on_connect_timeout(uv_timer_t *t)
+{
+    tp_backend *b = t->data;
+    backend_connect_timer_stop(b);
+    if (b->on_connected && b->state != BACKEND_CLOSING) connect_failed(b, "timeout expired");
+}
+
+/* Seconds a whole connect may take: the url's connect_timeout (libpq's
+ * minimum of 2; 0 or less = no limit), else DEFAULT_CONNECT_TIMEOUT.
+ * PQconnectPoll does not enforce connect_timeout itself (only libpq's
+ * blocking connect does), and without a deadline a server that accepts
+ * and never answers (a stopped postmaster, a black hole) would hold the
+ * client waiting for this backend for ever. */
+static int connect_timeout_of(const char *conninfo)
+{
+    int secs = DEFAULT_CONNECT_TIMEOUT;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL);
+    if (!opts) return secs;
+    for (PQconninfoOption *o = opts; o->keyword; o++)
+        if (strcmp(o->keyword, "connect_timeout") == 0 && o->val && *o->val) {
+            secs = atoi(o->val);
+            if (secs == 1) secs = 2;
+        }
+    PQconninfoFree(opts);
+    return secs;
+}
+
+static void start_connect_timer(tp_backend *b)
+{
+    int secs = connect_timeout_of(b->pool->cfg.conninfo);
+    if (secs <= 0) return;
+    uv_timer_t *t = malloc(sizeof *t);
+    if (!t) return;
+    uv_timer_init(tp.loop, t);
+    t->data = b;
+    uv_timer_start(t, on_connect_timeout, (uint64_t)secs * 1000, 0);
+    b->connect_timer = t;
+}
+
 void backend_start(tp_backend *b, backend_connect_cb cb)
 {
     b->on_connected = cb;
+    start_connect_timer(b);
     b->state = BACKEND_RESOLVING;
     if (plan_resolution(b)) resolve_next(b);
     else start_libpq(b);

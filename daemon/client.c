@@ -588,7 +588,7 @@ void client_process_input(tp_client *c)
             uint8_t type;
             size_t total;
             const char *why = NULL;
-            proto_status st = proto_read_header(p, avail, MAX_CLIENT_MSG, &type, &total, &why);
+            proto_status st = proto_read_frontend_header(p, avail, MAX_CLIENT_MSG, &type, &total, &why);
             if (st == PROTO_NEED_MORE) break;
             if (st == PROTO_INVALID) {
                 client_fatal(c, "08P01", why ? why : "invalid message");
@@ -622,6 +622,7 @@ void client_process_input(tp_client *c)
             }
             if (type == 'Q' || type == 'S' || type == 'F') b->pending_syncs++;
             count_message(c, b, type);
+            if (type == 'Q' || type == 'E') b->last_run = (char)type;
             if (type == 'S' || type == 'Q') c->unsynced = false;
             else if (type == 'P' || type == 'B' || type == 'D' || type == 'E' || type == 'C' || type == 'H')
                 c->unsynced = true;
@@ -688,7 +689,7 @@ static bool discard_to_sync(tp_client *c)
         uint8_t type;
         size_t total;
         const char *why = NULL;
-        proto_status st = proto_read_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG,
+        proto_status st = proto_read_frontend_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG,
                                             &type, &total, &why);
         if (st == PROTO_NEED_MORE) return false;
         if (st == PROTO_INVALID) {
@@ -717,7 +718,7 @@ static void process_ready(tp_client *c)
     uint8_t type;
     size_t total;
     const char *why = NULL;
-    proto_status st = proto_read_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG, &type,
+    proto_status st = proto_read_frontend_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG, &type,
                                         &total, &why);
     if (st == PROTO_NEED_MORE) return;
     if (st == PROTO_INVALID) {
@@ -869,7 +870,7 @@ void client_on_backend_error(tp_client *c, const char *sqlstate, const char *mes
     uint8_t type = 0;
     size_t total = 0;
     const char *why = NULL;
-    if (proto_read_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG, &type, &total, &why) ==
+    if (proto_read_frontend_header(tp_buf_head(&c->in), tp_buf_size(&c->in), MAX_CLIENT_MSG, &type, &total, &why) ==
             PROTO_COMPLETE &&
         (type == 'Q' || type == 'F') && tp_buf_size(&c->in) >= total) {
         tp_buf_consume(&c->in, total);
@@ -963,7 +964,11 @@ static void client_close(tp_client *c)
     if (b) {
         b->client = NULL;
         b->xact_started = 0; /* abandoned: not a completed transaction */
-        backend_release(b, !transaction_mode(c) || c->pins);
+        /* Gone half-way through a message it was sending: the backend waits
+         * for the rest and would take whatever comes next for it, so it can
+         * be neither reset nor lent again. */
+        if (c->pass_remaining > 0) pools_backend_gone(b->pool, b, false);
+        else backend_release(b, !transaction_mode(c) || c->pins);
     }
     if (c->pool) pools_maybe_free(c->pool); /* a removed pool's last client */
     if (c->prev) c->prev->next = c->next;

@@ -52,6 +52,17 @@ static void on_deallocated(tp_backend *b, bool ok, const char *sqlstate, const c
     pools_checkin(b->pool, b);
 }
 
+static void on_copy_failed(tp_backend *b, bool ok, const char *sqlstate, const char *message)
+{
+    if (b->dead || b->state == BACKEND_CLOSING) return;
+    if (b->pending_syncs > 0 || b->in_copy) {
+        pools_backend_gone(b->pool, b, false);
+        return;
+    }
+    /* CopyFail's error was expected; now the usual reset. */
+    backend_release(b, b->discard_after_reset);
+}
+
 void backend_release(tp_backend *b, bool session_end)
 {
     tp_pool *p = b->pool;
@@ -59,6 +70,16 @@ void backend_release(tp_backend *b, bool session_end)
     b->expects.count = 0; /* a clean backend owes no answers */
     b->discard_after_reset = session_end;
     if (b->dead || b->state == BACKEND_CLOSING) return;
+    if (b->in_copy && b->copy_in && b->last_run == 'Q' && b->pending_syncs == 1 && !b->query_cb) {
+        /* The client left during the COPY FROM STDIN of a simple Query (its
+         * last message whole): CopyFail ends the COPY with an error and a
+         * ReadyForQuery; the transaction is then reset as usual and the
+         * backend kept. (An extended-protocol COPY would wait for a Sync
+         * after CopyFail: that backend is closed below.) */
+        if (backend_copy_fail(b, "client left during COPY", on_copy_failed) < 0 && b->state != BACKEND_CLOSING)
+            pools_backend_gone(p, b, false);
+        return;
+    }
     if (b->pending_syncs > 0 || b->in_copy || b->query_cb) {
         /* The client left mid-query: only closing is safe (SQLAlchemy's
          * "exit exception" path: this backend alone, no pool invalidation). */

@@ -47,6 +47,13 @@ proto_status proto_read_msg(const uint8_t *buf, size_t len, uint32_t max_len,
 proto_status proto_read_header(const uint8_t *buf, size_t len, uint32_t max_len,
                                uint8_t *type, size_t *total_len, const char **why);
 
+/* proto_read_header for what a client sends after its startup: a type byte
+ * PostgreSQL does not take from a frontend is invalid too ("invalid frontend
+ * message type N", as PostgreSQL says; *why valid until the next call on the
+ * same thread), so garbage never reaches a backend. */
+proto_status proto_read_frontend_header(const uint8_t *buf, size_t len, uint32_t max_len,
+                                        uint8_t *type, size_t *total_len, const char **why);
+
 #define PROTO_MAX_STARTUP_PARAMS 64
 
 /* The first packet of a connection (no type byte). */

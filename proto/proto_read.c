@@ -66,6 +66,26 @@ proto_status proto_read_header(const uint8_t *buf, size_t len, uint32_t max_len,
     return PROTO_COMPLETE;
 }
 
+/* Types a frontend may send once logged in: PostgresMain's switch (Q P B E
+ * F C D H S X, and the CopyData/CopyDone/CopyFail it accepts outside COPY). */
+static bool frontend_type(uint8_t t)
+{
+    return t != '\0' && strchr("QPBEFCDHSXdcf", t) != NULL;
+}
+
+static _Thread_local char type_why[48];
+
+proto_status proto_read_frontend_header(const uint8_t *buf, size_t len, uint32_t max_len,
+                                        uint8_t *type, size_t *total_len, const char **why)
+{
+    if (len >= 1 && !frontend_type(buf[0])) {
+        snprintf(type_why, sizeof type_why, "invalid frontend message type %d", buf[0]);
+        set_why(why, type_why);
+        return PROTO_INVALID;
+    }
+    return proto_read_header(buf, len, max_len, type, total_len, why);
+}
+
 proto_status proto_read_msg(const uint8_t *buf, size_t len, uint32_t max_len,
                             proto_msg *out, size_t *need, const char **why)
 {

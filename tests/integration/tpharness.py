@@ -46,11 +46,14 @@ TIDEPOOL_KEEP_TMP=1 keeps temporary directories for a post-mortem.
 import base64
 import contextlib
 import ctypes
+import errno
+import functools
 import hashlib
 import hmac
 import os
 import random
 import secrets
+import selectors
 import shutil
 import signal
 import socket
@@ -502,16 +505,24 @@ class Cluster:
         _rmtree(self.dir)
         self.dir = None
 
-    def restart(self, immediate=True, down_for=0.0, timeout=60):
+    def down(self, immediate=True, timeout=60):
         """Stop PostgreSQL (SIGQUIT = pg_ctl -m immediate, or SIGINT = fast),
-        wait down_for seconds, start it again on the same port and data."""
+        keeping its data and port for up()."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGQUIT if immediate else signal.SIGINT)
             self.proc.wait(timeout)
         self.proc = None
-        time.sleep(down_for)
+
+    def up(self, timeout=60):
+        """Start PostgreSQL again after down(), on the same port and data."""
         if not self._start_postmaster(timeout=timeout):
             raise RuntimeError("PostgreSQL did not restart; its log:\n" + _read_text(self.log_path))
+
+    def restart(self, immediate=True, down_for=0.0, timeout=60):
+        """down(), wait down_for seconds, up()."""
+        self.down(immediate, timeout)
+        time.sleep(down_for)
+        self.up(timeout)
 
     @property
     def running(self):
@@ -951,61 +962,20 @@ class RawConnection:
         return c
 
     def startup(self, user, database, password=None, params=None):
-        kv = {"user": user, "database": database, **(params or {})}
-        body = struct.pack("!i", 196608) + b"".join(_cstr(k) + _cstr(v) for k, v in kv.items()) + b"\0"
-        self.sock.sendall(struct.pack("!i", len(body) + 4) + body)
-        scram = None
+        login = _Login(self, user, password)
+        self.sock.sendall(login.startup_packet(database, params))
         while True:
             t, body = self.read_message()
-            if t == b"R":
-                code = struct.unpack("!i", body[:4])[0]
-                self.auth_methods.append(code)
-                if code == 0:
-                    pass
-                elif code == 3:
-                    self.send(b"p", _cstr(self._need(password)))
-                elif code == 5:
-                    inner = hashlib.md5((self._need(password) + user).encode()).hexdigest()
-                    outer = hashlib.md5(inner.encode() + body[4:8]).hexdigest()
-                    self.send(b"p", _cstr("md5" + outer))
-                elif code == 10:
-                    mechs = [m.decode() for m in body[4:].split(b"\0") if m]
-                    if "SCRAM-SHA-256" not in mechs:
-                        raise RuntimeError(f"no supported SASL mechanism in {mechs}")
-                    scram = _ScramClient(self._need(password))
-                    first = scram.client_first()
-                    self.send(b"p", _cstr("SCRAM-SHA-256") + struct.pack("!i", len(first)) + first)
-                elif code == 11:
-                    self.send(b"p", scram.client_final(body[4:]))
-                elif code == 12:
-                    scram.verify_server_final(body[4:])
-                else:
-                    raise RuntimeError(f"unsupported authentication request {code}")
-            elif t == b"E":
-                raise PgError(_fields(body))
-            elif t == b"S":
-                k, v = body.split(b"\0")[:2]
-                self.parameters[k.decode()] = v.decode()
-            elif t == b"K":
-                self.backend_key = struct.unpack("!ii", body[:8])
-            elif t == b"N":
-                self.notices.append(_fields(body))
-            elif t == b"Z":
-                self.status = body[:1].decode()
+            reply = login.answer(t, body)
+            if reply is None:
                 return
-            else:
-                raise RuntimeError(f"unexpected message {t!r} during startup")
-
-    @staticmethod
-    def _need(password):
-        if password is None:
-            raise RuntimeError("the server asked for a password and none was given")
-        return password
+            if reply:
+                self.sock.sendall(reply)
 
     # -- messages --
 
     def send(self, msg_type, body=b""):
-        self.sock.sendall(msg_type + struct.pack("!i", len(body) + 4) + body)
+        self.sock.sendall(_message(msg_type, body))
 
     def _fill(self, n):
         while len(self.buf) < n:
@@ -1162,6 +1132,82 @@ class RawConnection:
             c.sock.close()
 
 
+def _message(msg_type, body=b""):
+    return msg_type + struct.pack("!i", len(body) + 4) + body
+
+
+class _Login:
+    """The client side of the startup dialog, without I/O: startup_packet(),
+    then answer() for each message the server sends, which returns the bytes
+    to send (b"" for none) or None once ReadyForQuery came; raises PgError for
+    an ErrorResponse. What the server tells (ParameterStatus, BackendKeyData,
+    notices, status, authentication codes) is recorded on `conn` as on a
+    RawConnection. Shared by RawConnection and MassClients."""
+
+    def __init__(self, conn, user, password):
+        self.conn, self.user, self.password = conn, user, password
+        self.scram = None
+
+    def startup_packet(self, database, params=None):
+        kv = {"user": self.user, "database": database, **(params or {})}
+        body = struct.pack("!i", 196608) + b"".join(_cstr(k) + _cstr(v) for k, v in kv.items()) + b"\0"
+        return struct.pack("!i", len(body) + 4) + body
+
+    def _need_password(self):
+        if self.password is None:
+            raise RuntimeError("the server asked for a password and none was given")
+        return self.password
+
+    def answer(self, t, body):
+        conn = self.conn
+        if t == b"R":
+            code = struct.unpack("!i", body[:4])[0]
+            conn.auth_methods.append(code)
+            if code == 0:
+                return b""
+            if code == 3:
+                return _message(b"p", _cstr(self._need_password()))
+            if code == 5:
+                inner = hashlib.md5((self._need_password() + self.user).encode()).hexdigest()
+                outer = hashlib.md5(inner.encode() + body[4:8]).hexdigest()
+                return _message(b"p", _cstr("md5" + outer))
+            if code == 10:
+                mechs = [m.decode() for m in body[4:].split(b"\0") if m]
+                if "SCRAM-SHA-256" not in mechs:
+                    raise RuntimeError(f"no supported SASL mechanism in {mechs}")
+                self.scram = _ScramClient(self._need_password())
+                first = self.scram.client_first()
+                return _message(b"p", _cstr("SCRAM-SHA-256") + struct.pack("!i", len(first)) + first)
+            if code == 11:
+                return _message(b"p", self.scram.client_final(body[4:]))
+            if code == 12:
+                self.scram.verify_server_final(body[4:])
+                return b""
+            raise RuntimeError(f"unsupported authentication request {code}")
+        if t == b"E":
+            raise PgError(_fields(body))
+        if t == b"S":
+            k, v = body.split(b"\0")[:2]
+            conn.parameters[k.decode()] = v.decode()
+        elif t == b"K":
+            conn.backend_key = struct.unpack("!ii", body[:8])
+        elif t == b"N":
+            conn.notices.append(_fields(body))
+        elif t == b"Z":
+            conn.status = body[:1].decode()
+            return None
+        else:
+            raise RuntimeError(f"unexpected message {t!r} during startup")
+        return b""
+
+
+@functools.lru_cache(maxsize=64)
+def _salted_password(password, salt, iterations):
+    """SCRAM's SaltedPassword (PBKDF2), cached: a test logging in many times
+    with the same password and verifier pays for it once."""
+    return hashlib.pbkdf2_hmac("sha256", password, salt, iterations)
+
+
 class _ScramClient:
     """Client side of SCRAM-SHA-256 (RFC 5802/7677) without channel binding,
     as libpq does it: the user name in the SCRAM messages is empty."""
@@ -1182,7 +1228,7 @@ class _ScramClient:
             raise RuntimeError("SCRAM: server nonce does not extend ours")
         salt = base64.b64decode(attrs["s"])
         iterations = int(attrs["i"])
-        salted = hashlib.pbkdf2_hmac("sha256", self.password, salt, iterations)
+        salted = _salted_password(self.password, salt, iterations)
         client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
         stored_key = hashlib.sha256(client_key).digest()
         server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
@@ -1571,3 +1617,217 @@ def log_since(path, mark):
             return f.read().decode(errors="replace").splitlines()
     except OSError:
         return []
+
+
+# ---------------------------------------------------------------------------
+# Helpers for the failure drills (test_drills_*.py)
+# ---------------------------------------------------------------------------
+
+def rss_kb(pid):
+    """Resident memory of a process (VmRSS in /proc/PID/status), in kB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def raise_nofile(wanted):
+    """Raise this process's soft RLIMIT_NOFILE towards `wanted` (up to the
+    hard limit); children (the daemon) inherit it. Returns the new soft limit."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft == resource.RLIM_INFINITY or soft >= target:
+        return soft
+    resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return target
+
+
+def sanitized_binary():
+    """True when the tidepool binary is built with AddressSanitizer (its
+    memory figures then include ASan's quarantine and shadow)."""
+    try:
+        data = Path(tidepool_bin()).read_bytes()
+    except OSError:
+        return False
+    return b"__asan_init" in data
+
+
+class MassClients:
+    """n raw protocol clients on non-blocking sockets driven by one selector
+    (no threads): each connects, logs in (any auth method RawConnection
+    speaks), runs `queries` one after another with the simple protocol, and
+    then stays connected until close(). run() returns when every client is
+    done or failed, or at the deadline (AssertionError naming how many are
+    unfinished).
+
+    After run(): .done (clients that finished), .errors ({(sqlstate, message): count}
+    of ErrorResponses; such a client is closed), .closed (clients the server
+    closed without an ErrorResponse), .results [per client: list of rows of the
+    last result of each query, or None], .peak_held (the largest number of
+    clients logged in at once), .elapsed (seconds)."""
+
+    class _Conn:
+        __slots__ = ("sock", "gen", "out", "buf", "state", "result", "parameters",
+                     "backend_key", "notices", "status", "auth_methods", "logged_in")
+
+    def __init__(self, host, port, n, user=APP_USER, database="inventorydb", password=APP_PASSWORD,
+                 queries=("SELECT 1",)):
+        self.addr, self.n = (host, port), n
+        self.user, self.database, self.password = user, database, password
+        self.queries = tuple(queries)
+        self.conns = []
+        self.done = 0
+        self.closed = 0
+        self.errors = {}
+        self.results = [None] * n
+        self.held = 0
+        self.peak_held = 0
+        self.elapsed = None
+
+    def _script(self, c):
+        """The dialog of one client: yields the bytes to send, receives each
+        message (type, body) the server sends."""
+        login = _Login(c, self.user, self.password)
+        msg = yield login.startup_packet(self.database)
+        while True:
+            reply = login.answer(*msg)
+            if reply is None:
+                break
+            msg = yield reply
+        c.logged_in = True
+        self.held += 1
+        self.peak_held = max(self.peak_held, self.held)
+        rows = []
+        for q in self.queries:
+            msg = yield _message(b"Q", _cstr(q))
+            msgs = []
+            while True:
+                msgs.append(msg)
+                if msg[0] == b"Z":
+                    break
+                msg = yield b""
+            res = RawConnection.results(msgs)
+            rows.append(res[-1].rows if res else [])
+        return rows
+
+    def _finish(self, sel, i, c, state, error=None):
+        with contextlib.suppress(KeyError, ValueError):
+            sel.unregister(c.sock)
+        c.state = state
+        if state == "done":
+            self.done += 1
+            return
+        if c.logged_in:
+            self.held -= 1
+        if error is not None:
+            key = (error.sqlstate, error.message)
+            self.errors[key] = self.errors.get(key, 0) + 1
+        elif state == "closed":
+            self.closed += 1
+        c.sock.close()
+
+    def _advance(self, sel, i, c, msg):
+        """Feed one message (None to start); queue what the script sends."""
+        try:
+            c.out += c.gen.send(msg)
+        except StopIteration as stop:
+            self.results[i] = stop.value
+            self._finish(sel, i, c, "done")
+            return
+        except PgError as e:
+            self._finish(sel, i, c, "error", e)
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if c.out else 0)
+        sel.modify(c.sock, events, i)
+
+    def run(self, timeout=60):
+        sel = selectors.DefaultSelector()
+        started = time.monotonic()
+        deadline = started + timeout
+        for i in range(self.n):
+            c = MassClients._Conn()
+            c.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            c.sock.setblocking(False)
+            c.out, c.buf, c.state, c.result = b"", b"", "connecting", None
+            c.parameters, c.backend_key, c.notices, c.status, c.auth_methods = {}, None, [], None, []
+            c.logged_in = False
+            c.gen = self._script(c)
+            self.conns.append(c)
+            err = c.sock.connect_ex(self.addr)
+            if err not in (0, errno.EINPROGRESS):
+                raise OSError(err, f"connect to {self.addr}: {os.strerror(err)}")
+            sel.register(c.sock, selectors.EVENT_WRITE, i)
+        pending = self.n
+        while pending and time.monotonic() < deadline:
+            for key, events in sel.select(timeout=0.5):
+                i = key.data
+                c = self.conns[i]
+                if c.state == "connecting":
+                    err = c.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                    if err:
+                        self._finish(sel, i, c, "closed")
+                        continue
+                    c.state = "running"
+                    self._advance(sel, i, c, None)
+                    continue
+                if events & selectors.EVENT_WRITE and c.out:
+                    try:
+                        sent = c.sock.send(c.out)
+                    except BlockingIOError:
+                        sent = 0
+                    except OSError:
+                        self._finish(sel, i, c, "closed")
+                        continue
+                    c.out = c.out[sent:]
+                    if not c.out:
+                        sel.modify(c.sock, selectors.EVENT_READ, i)
+                if events & selectors.EVENT_READ:
+                    try:
+                        chunk = c.sock.recv(65536)
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        chunk = b""
+                    if not chunk:
+                        self._finish(sel, i, c, "closed")
+                        continue
+                    c.buf += chunk
+                    while c.state == "running" and len(c.buf) >= 5:
+                        n = struct.unpack("!i", c.buf[1:5])[0]
+                        if len(c.buf) < 1 + n:
+                            break
+                        msg = (c.buf[:1], c.buf[5:1 + n])
+                        c.buf = c.buf[1 + n:]
+                        self._advance(sel, i, c, msg)
+            pending = sum(1 for c in self.conns if c.state in ("connecting", "running"))
+        self.elapsed = time.monotonic() - started
+        sel.close()
+        if pending:
+            raise AssertionError(f"{pending} of {self.n} clients unfinished after {timeout}s "
+                                 f"({self.done} done, {self.closed} closed, errors {self.errors})")
+        return self
+
+    def close(self):
+        """Terminate and close every client still connected."""
+        for c in self.conns:
+            if c.sock.fileno() != -1:
+                with contextlib.suppress(OSError):
+                    c.sock.setblocking(True)
+                    c.sock.settimeout(1)
+                    c.sock.send(_message(b"X"))
+                c.sock.close()
+        self.held = 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+
+def drill_report(msg):
+    """A failure drill's figure: a "[drill] ..." line on stderr, which
+    script/test gathers from CTest's log after each run."""
+    print(f"[drill] {msg}", file=sys.stderr, flush=True)

@@ -341,6 +341,36 @@ START_TEST(test_read_header)
 }
 END_TEST
 
+START_TEST(test_read_frontend_header)
+{
+    /* Every type PostgresMain takes from a logged-in frontend passes. */
+    const char *ok = "QPBEFCDHSXdcf";
+    for (const char *t = ok; *t; t++) {
+        uint8_t m[5] = {(uint8_t)*t, 0, 0, 0, 4};
+        uint8_t type = 0;
+        size_t total = 0;
+        ck_assert_int_eq(proto_read_frontend_header(m, 5, 1024, &type, &total, NULL), PROTO_COMPLETE);
+        ck_assert_uint_eq(type, (uint8_t)*t);
+        ck_assert_uint_eq(total, 5);
+    }
+    /* Others are refused from the type byte alone, as PostgreSQL words it. */
+    const uint8_t bad[] = {0, 'p', 'Z', 'E' + 32, '!', 0xff};
+    for (size_t i = 0; i < sizeof bad; i++) {
+        uint8_t m[5] = {bad[i], 0, 0, 0, 4};
+        const char *why = NULL;
+        char expect[48];
+        snprintf(expect, sizeof expect, "invalid frontend message type %d", bad[i]);
+        ck_assert_int_eq(proto_read_frontend_header(m, 1, 1024, NULL, NULL, &why), PROTO_INVALID);
+        ck_assert_str_eq(why, expect);
+        ck_assert_int_eq(proto_read_frontend_header(m, 5, 1024, NULL, NULL, &why), PROTO_INVALID);
+    }
+    /* The length is still checked, and an empty view needs more. */
+    uint8_t huge[5] = {'Q', 0x80, 0, 0, 0};
+    ck_assert_int_eq(proto_read_frontend_header(huge, 5, 1u << 30, NULL, NULL, NULL), PROTO_INVALID);
+    ck_assert_int_eq(proto_read_frontend_header(huge, 0, 1u << 30, NULL, NULL, NULL), PROTO_NEED_MORE);
+}
+END_TEST
+
 static const struct golden {
     const char *name;
     const char *bytes;
@@ -1690,6 +1720,7 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, test_read_msg_zero_length_buffer);
     tcase_add_test(tc, test_read_msg_short_length);
     tcase_add_test(tc, test_read_msg_huge_length);
+    tcase_add_test(tc, test_read_frontend_header);
     tcase_add_test(tc, test_read_msg_max_len_boundary);
     tcase_add_test(tc, test_read_msg_max_uint32);
     tcase_add_test(tc, test_read_header);
