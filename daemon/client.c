@@ -924,19 +924,10 @@ static void describe_peer(tp_client *c)
     snprintf(c->peer, sizeof c->peer, "%s:%d", host, port);
 }
 
-void client_accept(uv_stream_t *server, bool unix_socket)
+/* A connected client handle: count it, check max_client_conn, start reading. */
+static void client_begin(tp_client *c)
 {
-    tp_client *c = calloc(1, sizeof *c);
-    if (!c) return;
-    c->unix_socket = unix_socket;
-    if (unix_socket) uv_pipe_init(tp.loop, &c->h.pipe, 0);
-    else uv_tcp_init(tp.loop, &c->h.tcp);
-    c->h.handle.data = c;
-    if (uv_accept(server, &c->h.stream) < 0) {
-        uv_close(&c->h.handle, (uv_close_cb)free);
-        return;
-    }
-    if (!unix_socket) uv_tcp_nodelay(&c->h.tcp, 1);
+    if (!c->unix_socket) uv_tcp_nodelay(&c->h.tcp, 1);
     c->id = ++next_client_id;
     c->state = CLIENT_STARTUP;
     c->connected_at = tp_now();
@@ -953,4 +944,35 @@ void client_accept(uv_stream_t *server, bool unix_socket)
         return;
     }
     client_start_reading(c);
+}
+
+void client_accept(uv_stream_t *server, bool unix_socket)
+{
+    tp_client *c = calloc(1, sizeof *c);
+    if (!c) return;
+    c->unix_socket = unix_socket;
+    if (unix_socket) uv_pipe_init(tp.loop, &c->h.pipe, 0);
+    else uv_tcp_init(tp.loop, &c->h.tcp);
+    c->h.handle.data = c;
+    if (uv_accept(server, &c->h.stream) < 0) {
+        uv_close(&c->h.handle, (uv_close_cb)free);
+        return;
+    }
+    client_begin(c);
+}
+
+int client_adopt_fd(int fd)
+{
+    tp_client *c = calloc(1, sizeof *c);
+    if (!c) return UV_ENOMEM;
+    c->unix_socket = true;
+    uv_pipe_init(tp.loop, &c->h.pipe, 0);
+    c->h.handle.data = c;
+    int rc = uv_pipe_open(&c->h.pipe, fd);
+    if (rc < 0) {
+        uv_close(&c->h.handle, (uv_close_cb)free);
+        return rc;
+    }
+    client_begin(c);
+    return 0;
 }
