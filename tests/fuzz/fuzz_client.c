@@ -1,0 +1,161 @@
+/* fuzz_client.c: libFuzzer target for the daemon's client state machine:
+ * the startup packet (StartupMessage, SSLRequest, GSSENCRequest,
+ * CancelRequest), authentication (scram-sha-256, md5, password, trust, peer),
+ * login to a pool or to the admin console, then messages.
+ *
+ * It links the daemon's own objects and sets up its process-wide state as
+ * server_run() does, without listeners or signals. Each input is one client
+ * connection: client_adopt_fd() serves one end of a socketpair, the input is
+ * written to the other end in chunks while the loop runs without blocking,
+ * the answers are read and dropped; then the connection is closed and the
+ * loop run until every handle of it is gone, so each input starts from the
+ * same state and LSan sees a leak on the input that caused it.
+ *
+ * No backend is ever reached: the pools' url is a Unix socket in a directory
+ * that does not exist, so a checkout fails at once (pool_timeout = 0: no
+ * retry) and the client gets its error. The transaction-mode pool knows its
+ * server's parameters (set here), so a login there is answered without a
+ * backend and the client reaches the ready state.
+ *
+ * Input: byte 0, bits 0-2 pick auth_type (0 scram-sha-256, 1 md5,
+ * 2 password, 3 trust, 4 peer, above: trust), bits 3-5 the chunk size
+ * (1 to 4096 bytes); the rest is what the client sends. Users in auth_file:
+ * alice (a SCRAM verifier of "pencil"), bob (md5 of "secret"), carol
+ * (plaintext "secret"); admin_users = carol. */
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "daemon/client.h"
+#include "daemon/flush.h"
+#include "daemon/log.h"
+#include "daemon/pools.h"
+#include "daemon/server.h"
+#include "fuzz_check.h"
+
+static const char config_text[] = "[tidepool]\n"
+                                  "listen_addr =\n"
+                                  "auth_type = trust\n"
+                                  "admin_users = carol\n"
+                                  "max_client_conn = 10\n"
+                                  "log_level = error\n"
+                                  "pool_timeout = 0\n"
+                                  "url = host=/nonexistent/tidepool-fuzz port=5432 user=fuzz dbname=fuzz\n"
+                                  "[pool.app]\n"
+                                  "pool_mode = transaction\n"
+                                  "[pool.sess]\n"
+                                  "pool_mode = session\n"
+                                  "[pool.echo]\n"
+                                  "pool_mode = transaction\n"
+                                  "echo = debug\n"
+                                  "echo_pool = debug\n"
+                                  "max_prepared_statements = 2\n";
+
+static const char users_text[] =
+    "\"alice\" \"SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"
+    "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=\"\n"
+    "\"bob\" \"md521f3163f8f86fa10bdefbfbd502a8f06\"\n"
+    "\"carol\" \"secret\"\n";
+
+static config *cfg;
+
+static void setup(void)
+{
+    config_errors errs = {0};
+    FUZZ_CHECK(config_load_string(config_text, "fuzz.ini", &cfg, &errs) == 0);
+    config_errors_clear(&errs);
+    memset(&tp, 0, sizeof tp);
+    tp.loop = uv_default_loop();
+    tp.cfg = cfg;
+    log_set_level(CONFIG_LOG_ERROR);
+    signal(SIGPIPE, SIG_IGN);
+    int line;
+    const char *why;
+    FUZZ_CHECK(auth_file_parse(users_text, &tp.users, &line, &why) == 0);
+    tp.have_users = true;
+    FUZZ_CHECK(pools_create(cfg) == 0);
+    flush_init();
+    /* As if their first backend had reported these: logins to the
+     * transaction-mode pools are answered without a backend. */
+    static const char *const known[][2] = {{"server_version", "16.0"},  {"server_encoding", "UTF8"},
+                                           {"client_encoding", "UTF8"}, {"DateStyle", "ISO, MDY"},
+                                           {"TimeZone", "UTC"},         {"integer_datetimes", "on"}};
+    for (size_t i = 0; i < pools_count(); i++) {
+        tp_pool *p = pools_at(i);
+        if (p->cfg.pool_mode != CONFIG_POOL_MODE_TRANSACTION) continue;
+        for (size_t k = 0; k < sizeof known / sizeof known[0]; k++)
+            FUZZ_CHECK(params_set(&p->server_params, known[k][0], known[k][1]) == 0);
+    }
+}
+
+/* Run the loop without blocking a few times: reads, the end-of-iteration
+ * flush, write completions and close callbacks each take an iteration. */
+static void spin(void)
+{
+    for (int i = 0; i < 4; i++)
+        uv_run(tp.loop, UV_RUN_NOWAIT);
+}
+
+/* Read and drop what the daemon answered. */
+static void drain(int fd)
+{
+    uint8_t buf[65536];
+    while (recv(fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+    }
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static bool ready;
+    if (!ready) {
+        setup();
+        ready = true;
+    }
+    if (size < 1) return 0;
+    static const config_auth_type auths[8] = {
+        CONFIG_AUTH_SCRAM_SHA_256, CONFIG_AUTH_MD5,   CONFIG_AUTH_PASSWORD, CONFIG_AUTH_TRUST,
+        CONFIG_AUTH_PEER,          CONFIG_AUTH_TRUST, CONFIG_AUTH_TRUST,    CONFIG_AUTH_TRUST};
+    static const size_t chunks[8] = {1, 3, 8, 64, 512, 4096, 4096, 4096};
+    cfg->auth_type = auths[data[0] & 7];
+    size_t chunk = chunks[(data[0] >> 3) & 7];
+    data++;
+    size--;
+
+    int sv[2];
+    FUZZ_CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    FUZZ_CHECK(client_adopt_fd(sv[0]) == 0);
+    size_t off = 0;
+    int stuck = 0;
+    while (off < size && stuck < 100) {
+        size_t n = size - off < chunk ? size - off : chunk;
+        ssize_t w = send(sv[1], data + off, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w > 0) {
+            off += (size_t)w;
+            stuck = 0;
+        } else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            break; /* the daemon closed the connection */
+        } else {
+            stuck++; /* the daemon stopped reading (backpressure) */
+        }
+        spin();
+        drain(sv[1]);
+    }
+    /* The client hangs up; then whatever is left is closed as at shutdown. */
+    close(sv[1]);
+    spin();
+    for (tp_client *c = tp.clients, *next; c; c = next) {
+        next = c->next;
+        client_fatal(c, NULL, NULL);
+    }
+    spin();
+    FUZZ_CHECK(tp.clients == NULL && tp.n_clients == 0);
+    for (size_t i = 0; i < pools_count(); i++) {
+        const tp_pool *p = pools_at(i);
+        FUZZ_CHECK(p->clients == 0 && p->pinned == 0 && p->n_backends == 0 && p->retrying == NULL);
+    }
+    return 0;
+}
