@@ -699,7 +699,8 @@ static void process_ready(tp_client *c)
     pools_checkout(c->pool, c);
 }
 
-static void handle_input(tp_client *c)
+/* Process what is buffered, by state, until more bytes are needed. */
+static void handle_input_loop(tp_client *c)
 {
     for (;;) {
         if (c->discard_until_sync && !discard_to_sync(c)) return;
@@ -726,8 +727,9 @@ static void handle_input(tp_client *c)
         case CLIENT_READY: {
             size_t before = tp_buf_size(&c->in);
             process_ready(c);
-            /* Nothing consumed and still ready: the message is incomplete. */
-            if (c->state == CLIENT_READY && tp_buf_size(&c->in) == before) return;
+            /* Nothing consumed and still ready: the message is incomplete
+             * (unless it failed and is now to be discarded up to its Sync). */
+            if (c->state == CLIENT_READY && tp_buf_size(&c->in) == before && !c->discard_until_sync) return;
             break;
         }
         case CLIENT_ACTIVE:
@@ -763,6 +765,21 @@ static void handle_input(tp_client *c)
             return;
         }
     }
+}
+
+/* The client whose input is being processed. A checkout that fails at once
+ * (the server's socket is missing) answers inside process_ready(); entering
+ * the loop again from there would nest one level per pipelined message and
+ * overflow the stack: the loop already running goes on instead. */
+static tp_client *handling;
+
+static void handle_input(tp_client *c)
+{
+    if (c == handling) return;
+    tp_client *outer = handling;
+    handling = c;
+    handle_input_loop(c);
+    handling = outer;
 }
 
 void client_on_session_reset(tp_client *c)

@@ -19,7 +19,7 @@
  *
  * Input: byte 0, bits 0-2 pick auth_type (0 scram-sha-256, 1 md5,
  * 2 password, 3 trust, 4 peer, above: trust), bits 3-5 the chunk size
- * (1 to 4096 bytes); the rest is what the client sends. Users in auth_file:
+ * (1 to 65536 bytes); the rest is what the client sends. Users in auth_file:
  * alice (a SCRAM verifier of "pencil"), bob (md5 of "secret"), carol
  * (plaintext "secret"); admin_users = carol. */
 #include <errno.h>
@@ -119,7 +119,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const config_auth_type auths[8] = {
         CONFIG_AUTH_SCRAM_SHA_256, CONFIG_AUTH_MD5,   CONFIG_AUTH_PASSWORD, CONFIG_AUTH_TRUST,
         CONFIG_AUTH_PEER,          CONFIG_AUTH_TRUST, CONFIG_AUTH_TRUST,    CONFIG_AUTH_TRUST};
-    static const size_t chunks[8] = {1, 3, 8, 64, 512, 4096, 4096, 4096};
+    static const size_t chunks[8] = {1, 3, 8, 64, 512, 4096, 4096, 65536};
     cfg->auth_type = auths[data[0] & 7];
     size_t chunk = chunks[(data[0] >> 3) & 7];
     data++;

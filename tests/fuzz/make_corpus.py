@@ -3,6 +3,9 @@
 
     tests/fuzz/make_corpus.py [CORPUS_DIR]     (default: tests/fuzz/corpus)
 
+Also writes the inputs of regress/ (next to CORPUS_DIR): inputs of fixed
+bugs that are too big or too slow to fuzz from, run once by CTest.
+
 Each seed is corpus/<target>/seed-<name>, written from the protocol
 documentation's message formats; running it again rewrites the same files.
 Inputs the fuzzers found and that were merged in (named by their SHA-1, see
@@ -317,6 +320,15 @@ def client_seeds():
     return seeds
 
 
+def client_regress():
+    """Inputs of fixed bugs, too slow to fuzz from (regress/fuzz_client)."""
+    # 3000 pipelined Queries whose checkouts fail at once (the server's Unix
+    # socket is missing): each error used to process the next message one
+    # stack frame deeper, until the stack overflowed.
+    app = startup([("user", "carol"), ("database", "app")])
+    return {"stack-overflow-failed-checkouts": bytes([3 | 7 << 3]) + app + query("") * 3000}
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     root = os.path.dirname(os.path.dirname(here))
@@ -334,6 +346,11 @@ def main():
             with open(os.path.join(d, "seed-" + name), "wb") as f:
                 f.write(data)
         print(f"{target}: {len(seeds)} seeds in {d}")
+    d = os.path.join(os.path.dirname(out), "regress", "fuzz_client")
+    os.makedirs(d, exist_ok=True)
+    for name, data in client_regress().items():
+        with open(os.path.join(d, name), "wb") as f:
+            f.write(data)
 
 
 if __name__ == "__main__":
