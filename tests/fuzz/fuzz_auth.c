@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "auth/auth.h"
-#include "fuzz_check.h"
+#include "tests/fuzz/fuzz_check.h"
 
 #define RFC_SNONCE "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"
 #define RFC_VERIFIER                                                                                         \

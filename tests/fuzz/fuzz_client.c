@@ -11,11 +11,15 @@
  * loop run until every handle of it is gone, so each input starts from the
  * same state and LSan sees a leak on the input that caused it.
  *
- * No backend is ever reached: the pools' url is a Unix socket in a directory
- * that does not exist, so a checkout fails at once (pool_timeout = 0: no
- * retry) and the client gets its error. The transaction-mode pool knows its
- * server's parameters (set here), so a login there is answered without a
- * backend and the client reaches the ready state.
+ * Backends are real libpq connections to fake_pg.c, a stand-in server on
+ * the same loop (Unix socket in a temporary directory): logins, relaying,
+ * prepared statements, resets and pinning all run. Pools: app (transaction),
+ * sess (session), echo (transaction, echo, 2 prepared statements kept,
+ * reset by COMMIT), and down, whose server's socket does not exist, so a
+ * checkout fails at once (pool_timeout = 0: no retry). The transaction-mode
+ * pools know their server's parameters from the start (set here), so a
+ * login there is answered without a backend. Backends are closed after each
+ * input.
  *
  * Input: byte 0, bits 0-2 pick auth_type (0 scram-sha-256, 1 md5,
  * 2 password, 3 trust, 4 peer, above: trust), bits 3-5 the chunk size
@@ -25,35 +29,44 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "daemon/backend.h"
 #include "daemon/client.h"
 #include "daemon/flush.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
 #include "daemon/server.h"
-#include "fuzz_check.h"
+#include "tests/fuzz/fake_pg.h"
+#include "tests/fuzz/fuzz_check.h"
 
-static const char config_text[] = "[tidepool]\n"
-                                  "listen_addr =\n"
-                                  "auth_type = trust\n"
-                                  "admin_users = carol\n"
-                                  "max_client_conn = 10\n"
-                                  "log_level = error\n"
-                                  "pool_timeout = 0\n"
-                                  "url = host=/nonexistent/tidepool-fuzz port=5432 user=fuzz dbname=fuzz\n"
-                                  "[pool.app]\n"
-                                  "pool_mode = transaction\n"
-                                  "[pool.sess]\n"
-                                  "pool_mode = session\n"
-                                  "[pool.echo]\n"
-                                  "pool_mode = transaction\n"
-                                  "echo = debug\n"
-                                  "echo_pool = debug\n"
-                                  "max_prepared_statements = 2\n";
+#define FAKE_PORT 5432
+
+static const char config_format[] = "[tidepool]\n"
+                                    "listen_addr =\n"
+                                    "auth_type = trust\n"
+                                    "admin_users = carol\n"
+                                    "max_client_conn = 10\n"
+                                    "log_level = error\n"
+                                    "pool_timeout = 0\n"
+                                    "url = host=%s port=%d user=fuzz dbname=fuzz\n"
+                                    "[pool.app]\n"
+                                    "pool_mode = transaction\n"
+                                    "[pool.sess]\n"
+                                    "pool_mode = session\n"
+                                    "[pool.echo]\n"
+                                    "pool_mode = transaction\n"
+                                    "echo = debug\n"
+                                    "echo_pool = debug\n"
+                                    "max_prepared_statements = 2\n"
+                                    "pool_reset_on_return = commit\n"
+                                    "[pool.down]\n"
+                                    "pool_mode = transaction\n"
+                                    "url = host=/nonexistent/tidepool-fuzz port=5432 user=fuzz dbname=fuzz\n";
 
 static const char users_text[] =
     "\"alice\" \"SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"
@@ -62,16 +75,30 @@ static const char users_text[] =
     "\"carol\" \"secret\"\n";
 
 static config *cfg;
+static char fake_dir[] = "/tmp/tidepool-fuzz-XXXXXX";
+static char fake_socket[128];
+
+static void remove_fake_dir(void)
+{
+    unlink(fake_socket);
+    rmdir(fake_dir);
+}
 
 static void setup(void)
 {
+    FUZZ_CHECK(mkdtemp(fake_dir) != NULL);
+    snprintf(fake_socket, sizeof fake_socket, "%s/.s.PGSQL.%d", fake_dir, FAKE_PORT);
+    atexit(remove_fake_dir);
+    char text[2048];
+    FUZZ_CHECK((size_t)snprintf(text, sizeof text, config_format, fake_dir, FAKE_PORT) < sizeof text);
     config_errors errs = {0};
-    FUZZ_CHECK(config_load_string(config_text, "fuzz.ini", &cfg, &errs) == 0);
+    FUZZ_CHECK(config_load_string(text, "fuzz.ini", &cfg, &errs) == 0);
     config_errors_clear(&errs);
     memset(&tp, 0, sizeof tp);
     tp.loop = uv_default_loop();
     tp.cfg = cfg;
-    log_set_level(CONFIG_LOG_ERROR);
+    /* TIDEPOOL_FUZZ_DEBUG=1: the daemon's debug log, to see what an input does. */
+    log_set_level(getenv("TIDEPOOL_FUZZ_DEBUG") ? CONFIG_LOG_DEBUG : CONFIG_LOG_ERROR);
     signal(SIGPIPE, SIG_IGN);
     int line;
     const char *why;
@@ -79,8 +106,10 @@ static void setup(void)
     tp.have_users = true;
     FUZZ_CHECK(pools_create(cfg) == 0);
     flush_init();
-    /* As if their first backend had reported these: logins to the
-     * transaction-mode pools are answered without a backend. */
+    FUZZ_CHECK(fake_pg_start(tp.loop, fake_dir, FAKE_PORT) == 0);
+    /* As if their first backend had reported these (so every input starts
+     * alike): logins to the transaction-mode pools are answered without a
+     * backend. */
     static const char *const known[][2] = {{"server_version", "16.0"},  {"server_encoding", "UTF8"},
                                            {"client_encoding", "UTF8"}, {"DateStyle", "ISO, MDY"},
                                            {"TimeZone", "UTC"},         {"integer_datetimes", "on"}};
@@ -92,12 +121,42 @@ static void setup(void)
     }
 }
 
-/* Run the loop without blocking a few times: reads, the end-of-iteration
- * flush, write completions and close callbacks each take an iteration. */
-static void spin(void)
+/* Run the loop n times without blocking: reads, the end-of-iteration flush,
+ * write completions, the fake server's answers and close callbacks each take
+ * an iteration. */
+static void spin(int n)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < n; i++)
         uv_run(tp.loop, UV_RUN_NOWAIT);
+}
+
+static size_t backends_total(void)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < pools_count(); i++)
+        n += (size_t)pools_at(i)->n_backends;
+    return n;
+}
+
+/* Between inputs: every backend closed (after the resets of the clients'
+ * backends ran), so each input starts from the same state. */
+static void close_backends(void)
+{
+    for (int i = 0; i < 16; i++) {
+        bool busy = false;
+        for (size_t k = 0; k < pools_count(); k++)
+            for (tp_backend *b = pools_at(k)->backends; b; b = b->next_all)
+                busy |= b->state != BACKEND_IDLE && b->state != BACKEND_CLOSING;
+        if (!busy) break;
+        spin(4);
+    }
+    for (size_t k = 0; k < pools_count(); k++)
+        for (tp_backend *b = pools_at(k)->backends, *next; b; b = next) {
+            next = b->next_all;
+            backend_close(b, "next fuzz input");
+        }
+    for (int i = 0; i < 16 && (backends_total() > 0 || fake_pg_connections() > 0); i++)
+        spin(4);
 }
 
 /* Read and drop what the daemon answered. */
@@ -141,18 +200,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         } else {
             stuck++; /* the daemon stopped reading (backpressure) */
         }
-        spin();
+        spin(1);
         drain(sv[1]);
     }
-    /* The client hangs up; then whatever is left is closed as at shutdown. */
+    /* Let the answers come (a backend connecting takes a few round trips),
+     * then the client hangs up; whatever is left is closed as at shutdown. */
+    spin(16);
+    drain(sv[1]);
     close(sv[1]);
-    spin();
+    spin(4);
     for (tp_client *c = tp.clients, *next; c; c = next) {
         next = c->next;
         client_fatal(c, NULL, NULL);
     }
-    spin();
+    spin(4);
+    close_backends();
     FUZZ_CHECK(tp.clients == NULL && tp.n_clients == 0);
+    FUZZ_CHECK(fake_pg_connections() == 0);
     for (size_t i = 0; i < pools_count(); i++) {
         const tp_pool *p = pools_at(i);
         FUZZ_CHECK(p->clients == 0 && p->pinned == 0 && p->n_backends == 0 && p->retrying == NULL);

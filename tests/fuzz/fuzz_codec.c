@@ -20,8 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "fuzz_check.h"
 #include "proto/proto.h"
+#include "tests/fuzz/fuzz_check.h"
 
 #define MAX_MSG (1u << 20)
 #define MAX_FRAMED 256

@@ -8,7 +8,7 @@
 
 #include "auth/auth.h"
 #include "config/config.h"
-#include "fuzz_check.h"
+#include "tests/fuzz/fuzz_check.h"
 
 static void fuzz_ini(const char *text)
 {
