@@ -557,7 +557,10 @@ void client_process_input(tp_client *c)
                 }
             }
             if (tracked && prepared_needs_whole(type) && avail < total) {
-                if (!tp_buf_reserve(&c->in, total - avail)) {
+                /* Room for the next read, not for what the header claims:
+                 * a 5-byte header announcing 1 GB must not cost 1 GB. */
+                size_t ahead = total - avail < CLIENT_READ_CHUNK ? total - avail : CLIENT_READ_CHUNK;
+                if (!tp_buf_reserve(&c->in, ahead)) {
                     client_fatal(c, "53200", "out of memory");
                     return;
                 }

@@ -299,6 +299,8 @@ def client_seeds():
     seeds["startup-truncated"] = mode(TRUST, 0) + app[:-5]
     seeds["length-2g"] = mode(TRUST) + app + b"Q" + struct.pack("!I", 0x7FFFFFFF) + b"SELECT"
     seeds["length-3"] = mode(TRUST) + app + b"Q" + struct.pack("!I", 3)
+    # A Parse announcing ~1 GB in transaction mode: used to reserve it all at once.
+    seeds["parse-1g-header"] = mode(TRUST) + app + b"P" + struct.pack("!I", 0x3FFFFF00) + b"s\0SELECT "
     seeds["scram"] = mode(SCRAM) + startup([("user", "alice"), ("database", "app")]) + \
         sasl_initial("SCRAM-SHA-256", f"n,,n=,r={RFC_CNONCE}".encode()) + \
         sasl_response(f"c=biws,r={RFC_CNONCE}xxxx,p=AAAA".encode())
@@ -325,7 +327,7 @@ def client_regress():
     # 3000 pipelined Queries whose checkouts fail at once (the server's Unix
     # socket is missing): each error used to process the next message one
     # stack frame deeper, until the stack overflowed.
-    app = startup([("user", "carol"), ("database", "app")])
+    app = startup([("user", "carol"), ("database", "down")])
     return {"stack-overflow-failed-checkouts": bytes([3 | 7 << 3]) + app + query("") * 3000}
 
 
