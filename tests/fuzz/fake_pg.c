@@ -108,19 +108,20 @@ static bool run_statement(fake_conn *fc, proto_buf *b, const char *sql, bool sim
         if (fc->txn == 'T') fc->txn = 'E';
         return false;
     }
-    if (simple && starts_with(sql, "copy") && contains(sql, "from stdin")) {
-        proto_buf_begin(b, 'G');
+    bool copy_in = simple && starts_with(sql, "copy") && contains(sql, "from stdin");
+    bool copy_out = simple && starts_with(sql, "copy") && contains(sql, "to stdout");
+    if (copy_in || copy_out) {
+        /* CopyInResponse / CopyOutResponse: text, no columns. */
+        proto_buf_begin(b, copy_in ? 'G' : 'H');
         proto_buf_put_u8(b, 0);
         proto_buf_put_i16(b, 0);
         proto_buf_end(b);
+    }
+    if (copy_in) {
         fc->state = FAKE_COPY_IN;
         return true;
     }
-    if (simple && starts_with(sql, "copy") && contains(sql, "to stdout")) {
-        proto_buf_begin(b, 'H');
-        proto_buf_put_u8(b, 0);
-        proto_buf_put_i16(b, 0);
-        proto_buf_end(b);
+    if (copy_out) {
         proto_buf_begin(b, 'd');
         proto_buf_put_bytes(b, "1\n", 2);
         proto_buf_end(b);
@@ -166,6 +167,18 @@ static void on_query(fake_conn *fc, proto_buf *b, const char *sql)
     if (fc->state != FAKE_COPY_IN) add_ready(fc, b);
 }
 
+/* A body-less message of `type` when ok, else an error naming `what`. */
+static bool reply(proto_buf *b, bool ok, uint8_t type, const char *what)
+{
+    if (ok) {
+        proto_buf_begin(b, type);
+        proto_buf_end(b);
+    } else {
+        add_error(b, "ERROR", "08P01", what);
+    }
+    return ok;
+}
+
 /* One extended-protocol message. */
 static void on_extended(fake_conn *fc, proto_buf *b, const proto_msg *m)
 {
@@ -174,22 +187,11 @@ static void on_extended(fake_conn *fc, proto_buf *b, const proto_msg *m)
     bool ok = true;
     switch (m->type) {
     case 'P':
-        ok = proto_parse_parse(m, &s1, &s2) == PROTO_COMPLETE && !contains(s2, "fail");
-        if (ok) {
-            proto_buf_begin(b, '1');
-            proto_buf_end(b);
-        } else {
-            add_error(b, "ERROR", "42601", "could not parse");
-        }
+        ok = reply(b, proto_parse_parse(m, &s1, &s2) == PROTO_COMPLETE && !contains(s2, "fail"), '1',
+                   "could not parse");
         break;
     case 'B':
-        ok = proto_parse_bind(m, &s1, &s2) == PROTO_COMPLETE;
-        if (ok) {
-            proto_buf_begin(b, '2');
-            proto_buf_end(b);
-        } else {
-            add_error(b, "08P01", "08P01", "bad Bind");
-        }
+        ok = reply(b, proto_parse_bind(m, &s1, &s2) == PROTO_COMPLETE, '2', "bad Bind");
         break;
     case 'D':
         ok = proto_parse_close_describe(m, &kind, &s1) == PROTO_COMPLETE;
@@ -198,26 +200,13 @@ static void on_extended(fake_conn *fc, proto_buf *b, const proto_msg *m)
             proto_buf_put_i16(b, 0);
             proto_buf_end(b);
         }
-        if (ok) {
-            proto_buf_begin(b, 'n');
-            proto_buf_end(b);
-        } else {
-            add_error(b, "ERROR", "08P01", "bad Describe");
-        }
+        ok = reply(b, ok, 'n', "bad Describe");
         break;
     case 'E':
         ok = run_statement(fc, b, "select", false);
         break;
     case 'C':
-        ok = proto_parse_close_describe(m, &kind, &s1) == PROTO_COMPLETE;
-        if (ok) {
-            proto_buf_begin(b, '3');
-            proto_buf_end(b);
-        } else {
-            add_error(b, "ERROR", "08P01", "bad Close");
-        }
-        break;
-    case 'H':
+        ok = reply(b, proto_parse_close_describe(m, &kind, &s1) == PROTO_COMPLETE, '3', "bad Close");
         break;
     }
     if (!ok) {
