@@ -614,7 +614,10 @@ void client_process_input(tp_client *c)
                 }
             }
             if (tracked && prepared_needs_whole(type) && avail < total) {
-                if (!tp_buf_reserve(&c->in, total - avail)) {
+                /* Room for the next read, not for what the header claims:
+                 * a 5-byte header announcing 1 GB must not cost 1 GB. */
+                size_t ahead = total - avail < CLIENT_READ_CHUNK ? total - avail : CLIENT_READ_CHUNK;
+                if (!tp_buf_reserve(&c->in, ahead)) {
                     client_fatal(c, "53200", "out of memory");
                     return;
                 }
@@ -758,7 +761,8 @@ static void process_ready(tp_client *c)
     pools_checkout(c->pool, c);
 }
 
-static void handle_input(tp_client *c)
+/* Process what is buffered, by state, until more bytes are needed. */
+static void handle_input_loop(tp_client *c)
 {
     for (;;) {
         if (c->discard_until_sync && !discard_to_sync(c)) return;
@@ -785,8 +789,9 @@ static void handle_input(tp_client *c)
         case CLIENT_READY: {
             size_t before = tp_buf_size(&c->in);
             process_ready(c);
-            /* Nothing consumed and still ready: the message is incomplete. */
-            if (c->state == CLIENT_READY && tp_buf_size(&c->in) == before) return;
+            /* Nothing consumed and still ready: the message is incomplete
+             * (unless it failed and is now to be discarded up to its Sync). */
+            if (c->state == CLIENT_READY && tp_buf_size(&c->in) == before && !c->discard_until_sync) return;
             break;
         }
         case CLIENT_ACTIVE:
@@ -823,6 +828,21 @@ static void handle_input(tp_client *c)
             return;
         }
     }
+}
+
+/* The client whose input is being processed. A checkout that fails at once
+ * (the server's socket is missing) answers inside process_ready(); entering
+ * the loop again from there would nest one level per pipelined message and
+ * overflow the stack: the loop already running goes on instead. */
+static tp_client *handling;
+
+static void handle_input(tp_client *c)
+{
+    if (c == handling) return;
+    tp_client *outer = handling;
+    handling = c;
+    handle_input_loop(c);
+    handling = outer;
 }
 
 void client_handle_input(tp_client *c) { handle_input(c); }
@@ -988,19 +1008,10 @@ static void describe_peer(tp_client *c)
     peer_describe(&c->h.tcp, c->peer, sizeof c->peer);
 }
 
-void client_accept(uv_stream_t *server, bool unix_socket)
+/* A connected client handle: count it, check max_client_conn, start reading. */
+static void client_begin(tp_client *c)
 {
-    tp_client *c = calloc(1, sizeof *c);
-    if (!c) return;
-    c->unix_socket = unix_socket;
-    if (unix_socket) uv_pipe_init(tp.loop, &c->h.pipe, 0);
-    else uv_tcp_init(tp.loop, &c->h.tcp);
-    c->h.handle.data = c;
-    if (uv_accept(server, &c->h.stream) < 0) {
-        uv_close(&c->h.handle, (uv_close_cb)free);
-        return;
-    }
-    if (!unix_socket) uv_tcp_nodelay(&c->h.tcp, 1);
+    if (!c->unix_socket) uv_tcp_nodelay(&c->h.tcp, 1);
     c->id = ++next_client_id;
     c->state = CLIENT_STARTUP;
     c->connected_at = tp_now();
@@ -1017,4 +1028,35 @@ void client_accept(uv_stream_t *server, bool unix_socket)
         return;
     }
     client_start_reading(c);
+}
+
+void client_accept(uv_stream_t *server, bool unix_socket)
+{
+    tp_client *c = calloc(1, sizeof *c);
+    if (!c) return;
+    c->unix_socket = unix_socket;
+    if (unix_socket) uv_pipe_init(tp.loop, &c->h.pipe, 0);
+    else uv_tcp_init(tp.loop, &c->h.tcp);
+    c->h.handle.data = c;
+    if (uv_accept(server, &c->h.stream) < 0) {
+        uv_close(&c->h.handle, (uv_close_cb)free);
+        return;
+    }
+    client_begin(c);
+}
+
+int client_adopt_fd(int fd)
+{
+    tp_client *c = calloc(1, sizeof *c);
+    if (!c) return UV_ENOMEM;
+    c->unix_socket = true;
+    uv_pipe_init(tp.loop, &c->h.pipe, 0);
+    c->h.handle.data = c;
+    int rc = uv_pipe_open(&c->h.pipe, fd);
+    if (rc < 0) {
+        uv_close(&c->h.handle, (uv_close_cb)free);
+        return rc;
+    }
+    client_begin(c);
+    return 0;
 }

@@ -93,6 +93,10 @@ typedef struct tp_client {
 
 /* A new connection was accepted on `server` (a listening stream). */
 void client_accept(uv_stream_t *server, bool unix_socket);
+/* Serve an already connected Unix stream socket as a new client (tests/fuzz
+ * drives the state machine through a socketpair). On success it owns fd;
+ * on failure the caller still does. Returns 0 or a negative libuv error. */
+int client_adopt_fd(int fd);
 /* The pool answered a checkout. */
 void client_on_backend(tp_client *c, tp_backend *b);
 void client_on_backend_error(tp_client *c, const char *sqlstate, const char *message);
