@@ -108,15 +108,7 @@ def salt_of(got):
     return None
 
 
-class AuthAccess(h.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = h.Cluster().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.stop()
-
+class AuthAccess(h.ClusterTestCase):
     def daemon(self, auth_type="scram-sha-256", **settings):
         pools = {"inventorydb": {"allowed_users": "alice, admin"},
                  "open": {"url": self.pg.url("inventorydb")}}

@@ -17,15 +17,7 @@ import tpharness as h  # noqa: E402
 SCRAM, MD5, CLEARTEXT = 10, 5, 3
 
 
-class AuthMethods(h.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = h.Cluster().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.stop()
-
+class AuthMethods(h.ClusterTestCase):
     def daemon(self, auth_type, users):
         return h.Tidepool(self.pg, pools={"inventorydb": {"url": self.pg.url("inventorydb")}},
                           settings={"auth_type": auth_type}, users=users)

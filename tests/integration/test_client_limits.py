@@ -44,15 +44,7 @@ def fatal_then_close(c, timeout=5):
         return fields
 
 
-class ClientLimits(h.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.pg = h.Cluster().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.pg.stop()
-
+class ClientLimits(h.ClusterTestCase):
     def daemon(self, **settings):
         pools = {"inventorydb": {}, "sess": {"url": self.pg.url("inventorydb"), "pool_mode": "session"}}
         return h.Tidepool(self.pg, pools=pools, settings=settings)

@@ -1281,6 +1281,19 @@ class TestCase(unittest.TestCase):
         return cm.exception
 
 
+class ClusterTestCase(TestCase):
+    """A TestCase whose tests share one throwaway cluster, `self.pg`, started
+    before the first test of the class and stopped after the last."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pg = Cluster().start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.stop()
+
+
 def _exit_on_signal(signum, frame):
     raise SystemExit(128 + signum)
 
