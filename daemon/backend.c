@@ -261,7 +261,7 @@ static void finish_internal_query(tp_backend *b)
 void backend_forget_unreported_params(tp_backend *b)
 {
     for (size_t i = 0; i < b->params.count; i++) {
-        if (client_param_is_reported(b->params.items[i].name)) continue;
+        if (b->params.items[i].kind & PARAM_REPORTED) continue;
         char *v = strdup(UNKNOWN_VALUE);
         if (!v) continue;
         free(b->params.items[i].value);

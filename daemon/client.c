@@ -769,9 +769,9 @@ void client_on_session_reset(tp_client *c)
 {
     /* Settings it SET itself are gone; its startup ones are back. */
     for (size_t i = 0; i < c->params.count;) {
-        const char *name = c->params.items[i].name;
-        if (!client_param_is_reported(name) && !params_get(&c->startup, name))
-            params_remove(&c->params, name);
+        const tp_param *cp = &c->params.items[i];
+        if (!(cp->kind & PARAM_REPORTED) && !params_get_like(&c->startup, cp))
+            params_remove(&c->params, cp->name);
         else
             i++;
     }

@@ -5,12 +5,25 @@
 #include <string.h>
 #include <strings.h>
 
-static tp_param *find(const tp_params *p, const char *name)
+/* FNV-1a of the ASCII-lower-cased name (PostgreSQL folds names the same). */
+static uint32_t name_hash(const char *name)
+{
+    uint32_t h = 2166136261u;
+    for (const unsigned char *s = (const unsigned char *)name; *s; s++) {
+        unsigned char ch = *s >= 'A' && *s <= 'Z' ? (unsigned char)(*s | 0x20) : *s;
+        h = (h ^ ch) * 16777619u;
+    }
+    return h;
+}
+
+static tp_param *find_hashed(const tp_params *p, const char *name, uint32_t h)
 {
     for (size_t i = 0; i < p->count; i++)
-        if (strcasecmp(p->items[i].name, name) == 0) return &p->items[i];
+        if (p->items[i].hash == h && strcasecmp(p->items[i].name, name) == 0) return &p->items[i];
     return NULL;
 }
+
+static tp_param *find(const tp_params *p, const char *name) { return find_hashed(p, name, name_hash(name)); }
 
 const char *params_get(const tp_params *p, const char *name)
 {
@@ -18,9 +31,17 @@ const char *params_get(const tp_params *p, const char *name)
     return it ? it->value : NULL;
 }
 
+const char *params_get_like(const tp_params *p, const tp_param *like)
+{
+    tp_param *it = find_hashed(p, like->name, like->hash);
+    return it ? it->value : NULL;
+}
+
 int params_set(tp_params *p, const char *name, const char *value)
 {
-    tp_param *it = find(p, name);
+    uint32_t h = name_hash(name);
+    tp_param *it = find_hashed(p, name, h);
+    if (it && strcmp(it->value, value) == 0) return 0;
     char *v = strdup(value);
     if (!v) return -1;
     if (it) {
@@ -29,7 +50,7 @@ int params_set(tp_params *p, const char *name, const char *value)
         return 0;
     }
     if (p->count == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 16;
+        size_t cap = p->cap ? p->cap * 2 : 4;
         tp_param *n = realloc(p->items, cap * sizeof *n);
         if (!n) {
             free(v);
@@ -43,8 +64,9 @@ int params_set(tp_params *p, const char *name, const char *value)
         free(v);
         return -1;
     }
-    p->items[p->count].name = k;
-    p->items[p->count].value = v;
+    unsigned kind = params_is_settable(k) ? PARAM_REPORTED | PARAM_SETTABLE
+                    : params_is_reported(k) ? PARAM_REPORTED : 0;
+    p->items[p->count] = (tp_param){.name = k, .value = v, .hash = h, .kind = (uint8_t)kind};
     p->count++;
     return 0;
 }
@@ -82,9 +104,19 @@ const char *const params_reported[] = {
     "server_encoding", "server_version", "session_authorization",
     "standard_conforming_strings", "TimeZone", NULL};
 
-bool params_is_reported(const char *name)
+static bool in_list(const char *const *names, const char *name)
 {
-    for (int i = 0; params_reported[i]; i++)
-        if (strcasecmp(params_reported[i], name) == 0) return true;
+    for (int i = 0; names[i]; i++)
+        if (strcasecmp(names[i], name) == 0) return true;
     return false;
+}
+
+bool params_is_reported(const char *name) { return in_list(params_reported, name); }
+
+bool params_is_settable(const char *name)
+{
+    static const char *const names[] = {"application_name", "client_encoding", "DateStyle",
+                                        "IntervalStyle", "TimeZone", "standard_conforming_strings",
+                                        NULL};
+    return in_list(names, name);
 }

@@ -5,10 +5,17 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
+
+/* tp_param.kind: what PostgreSQL does with the parameter. */
+#define PARAM_REPORTED 1u /* reported with ParameterStatus */
+#define PARAM_SETTABLE 2u /* reported, and a client may set it */
 
 typedef struct tp_param {
     char *name;
     char *value;
+    uint32_t hash; /* of the name, case-folded: compared before the names */
+    uint8_t kind;  /* PARAM_* */
 } tp_param;
 
 typedef struct tp_params {
@@ -18,6 +25,9 @@ typedef struct tp_params {
 } tp_params;
 
 const char *params_get(const tp_params *p, const char *name);
+/* The value in p of the parameter `like` names (an item of another set). */
+const char *params_get_like(const tp_params *p, const tp_param *like);
+/* Set name = value (nothing changes when it has that value already). */
 int params_set(tp_params *p, const char *name, const char *value) __attribute__((warn_unused_result));
 void params_remove(tp_params *p, const char *name);
 void params_clear(tp_params *p);
@@ -27,3 +37,6 @@ int params_copy(tp_params *dst, const tp_params *src) __attribute__((warn_unused
  * NULL-terminated; and whether `name` is one of them. */
 extern const char *const params_reported[];
 bool params_is_reported(const char *name);
+/* Reported parameters a client may set; the others describe the server or
+ * follow from the pool's configuration. */
+bool params_is_settable(const char *name);
