@@ -103,7 +103,7 @@ void client_flush(tp_client *c)
     if (c->state == CLIENT_CLOSING || tp_buf_size(&c->out) == 0) return;
     int rc = write_now(c, tp_buf_head(&c->out), tp_buf_size(&c->out));
     tp_buf_consume(&c->out, tp_buf_size(&c->out));
-    tp_buf_shrink_if_empty(&c->out, 16 * 1024);
+    tp_buf_shrink_if_empty(&c->out, 0); /* an idle client keeps no buffer */
     if (rc < 0) {
         client_close(c);
         return;
@@ -184,11 +184,16 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         client_close(c);
         return;
     }
-    if (tp_buf_append(&c->in, buf->base, (size_t)nread) < 0) {
+    /* Nothing kept from before: work on the shared buffer itself, and keep
+     * (copy) only what is left of it, a partial message mostly. */
+    if (tp_buf_size(&c->in) == 0) tp_buf_borrow(&c->in, (uint8_t *)buf->base, (size_t)nread);
+    else if (tp_buf_append(&c->in, buf->base, (size_t)nread) < 0) {
         client_fatal(c, "53200", "out of memory");
         return;
     }
     handle_input(c);
+    if (c->state == CLIENT_CLOSING) tp_buf_free(&c->in);
+    else if (tp_buf_own(&c->in) < 0) client_fatal(c, "53200", "out of memory");
 }
 
 void client_start_reading(tp_client *c)
@@ -601,7 +606,7 @@ void client_process_input(tp_client *c)
             client_stop_reading(c);
         }
     }
-    if (c->state != CLIENT_CLOSING) tp_buf_shrink_if_empty(&c->in, 4096);
+    if (c->state != CLIENT_CLOSING) tp_buf_shrink_if_empty(&c->in, 0);
 }
 
 static int send_ready(tp_client *c)
