@@ -39,7 +39,7 @@ uint8_t *tp_buf_reserve(tp_buf *b, size_t want)
         return b->data + b->len;
     }
     size_t cap = b->cap ? b->cap : BUF_MIN;
-    while (cap - used < want) cap *= 2;
+    while (cap < used + want) cap *= 2;
     uint8_t *n = alloc_block(cap);
     if (!n) return NULL;
     if (used) memcpy(n, b->data + b->off, used);
