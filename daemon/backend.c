@@ -300,7 +300,7 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
         if (proto_parse_param_status(m, &name, &value) != PROTO_COMPLETE) return -1;
         if (params_set(&b->params, name, value) < 0) return -1;
         /* A change the client made (SET application_name …) is now its own. */
-        if (relaying(b) && params_set(&b->client->params, name, value) < 0) return -1;
+        if (relaying(b) && client_param_set(b->client, name, value) < 0) return -1;
         forward(b, raw, m->total_len);
         return 0;
     }

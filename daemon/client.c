@@ -257,8 +257,7 @@ static int parse_options(tp_client *c, const char *opts)
         /* PostgreSQL treats '-' in option names as '_'. */
         for (char *p = (char *)setting; *p; p++)
             if (*p == '-') *p = '_';
-        if (params_set(&c->params, setting, eq + 1) < 0 || params_set(&c->startup, setting, eq + 1) < 0)
-            return -1;
+        if (params_set(&c->params, setting, eq + 1) < 0) return -1;
     }
     return expect_c ? -1 : 0;
 }
@@ -337,8 +336,7 @@ static void handle_startup(tp_client *c, const proto_startup *st)
             continue;
         }
         if (strncmp(name, "_pq_.", 5) == 0) continue; /* protocol extensions: none supported */
-        if (params_set(&c->params, name, st->values[i]) < 0 ||
-            params_set(&c->startup, name, st->values[i]) < 0) {
+        if (params_set(&c->params, name, st->values[i]) < 0) {
             client_fatal(c, "53200", "out of memory");
             return;
         }
@@ -380,6 +378,26 @@ static int process_startup(tp_client *c)
 }
 
 /* ---- relay ---- */
+
+static const tp_params *startup_params(const tp_client *c) { return c->startup ? c->startup : &c->params; }
+
+int client_param_set(tp_client *c, const char *name, const char *value)
+{
+    const char *have = params_get(&c->params, name);
+    if (value ? have && strcmp(have, value) == 0 : !have) return 0;
+    if (!c->startup) {
+        tp_params *copy = calloc(1, sizeof *copy);
+        if (!copy || params_copy(copy, &c->params) < 0) {
+            if (copy) params_clear(copy);
+            free(copy);
+            return -1;
+        }
+        c->startup = copy;
+    }
+    if (value) return params_set(&c->params, name, value);
+    params_remove(&c->params, name);
+    return 0;
+}
 
 static bool transaction_mode(const tp_client *c)
 {
@@ -452,8 +470,7 @@ static void note_session_effects(tp_client *c, uint8_t type, const uint8_t *p, s
          * client's own; its startup value, if any, is set again at the next
          * sync. */
         if (!client_param_is_reported(name)) {
-            const char *startup = params_get(&c->startup, name);
-            if (startup ? params_set(&c->params, name, startup) < 0 : (params_remove(&c->params, name), 0)) {
+            if (client_param_set(c, name, params_get(startup_params(c), name)) < 0) {
                 client_fatal(c, "53200", "out of memory");
                 return;
             }
@@ -483,7 +500,7 @@ void client_on_set_done(tp_client *c, tp_backend *b)
 {
     /* b NULL: the statement ended without "SET" (it failed): forget it. */
     if (b && c->pending_set_name && c->pending_set_value &&
-        (params_set(&c->params, c->pending_set_name, c->pending_set_value) < 0 ||
+        (client_param_set(c, c->pending_set_name, c->pending_set_value) < 0 ||
          params_set(&b->params, c->pending_set_name, c->pending_set_value) < 0))
         client_fatal(c, "53200", "out of memory");
     free(c->pending_set_name);
@@ -773,15 +790,16 @@ static void handle_input(tp_client *c)
 void client_on_session_reset(tp_client *c)
 {
     /* Settings it SET itself are gone; its startup ones are back. */
+    if (!c->startup) return; /* none changed */
     for (size_t i = 0; i < c->params.count;) {
         const tp_param *cp = &c->params.items[i];
-        if (!(cp->kind & PARAM_REPORTED) && !params_get_like(&c->startup, cp))
+        if (!(cp->kind & PARAM_REPORTED) && !params_get_like(c->startup, cp))
             params_remove(&c->params, cp->name);
         else
             i++;
     }
-    for (size_t i = 0; i < c->startup.count; i++)
-        if (params_set(&c->params, c->startup.items[i].name, c->startup.items[i].value) < 0) {
+    for (size_t i = 0; i < c->startup->count; i++)
+        if (params_set(&c->params, c->startup->items[i].name, c->startup->items[i].value) < 0) {
             client_fatal(c, "53200", "out of memory");
             return;
         }
@@ -867,7 +885,8 @@ static void on_client_closed(uv_handle_t *h)
     tp_buf_free(&c->in);
     tp_buf_free(&c->out);
     params_clear(&c->params);
-    params_clear(&c->startup);
+    if (c->startup) params_clear(c->startup);
+    free(c->startup);
     free(c->user);
     free(c->database);
     free(c->echo_sql);

@@ -42,10 +42,12 @@ typedef struct tp_client {
 
     char *user;
     char *database;
-    tp_params startup;            /* its startup parameters, as sent (RESET goes back to them) */
     tp_params params;             /* session parameters as this client sees them:
                                      its startup parameters, then the reported
                                      values it was told and those it SET */
+    tp_params *startup;           /* its startup parameters, as sent (RESET goes
+                                     back to them), kept apart only once params
+                                     change (client_param_set): NULL until then */
     tp_pool *pool;
     tp_stmts stmts;               /* its named prepared statements (transaction mode) */
     tp_backend *backend;          /* lent backend, or NULL */

@@ -153,7 +153,7 @@ static void on_params_synced(tp_backend *b, bool ok, const char *sqlstate, const
         const char *spelled;
         if (!(cp->kind & PARAM_REPORTED)) rc = params_set(&b->params, cp->name, cp->value);
         else if ((cp->kind & PARAM_SETTABLE) && (spelled = params_get_like(&b->params, cp)))
-            rc = params_set(&c->params, cp->name, spelled);
+            rc = client_param_set(c, cp->name, spelled);
         if (rc < 0) {
             client_fatal(c, "53200", "out of memory");
             return;

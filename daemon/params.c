@@ -50,7 +50,7 @@ int params_set(tp_params *p, const char *name, const char *value)
         return 0;
     }
     if (p->count == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 4;
+        size_t cap = p->cap ? p->cap * 2 : 1; /* most clients set one or two */
         tp_param *n = realloc(p->items, cap * sizeof *n);
         if (!n) {
             free(v);
