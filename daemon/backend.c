@@ -261,11 +261,9 @@ static void finish_internal_query(tp_backend *b)
 void backend_forget_unreported_params(tp_backend *b)
 {
     for (size_t i = 0; i < b->params.count; i++) {
-        if (b->params.items[i].kind & PARAM_REPORTED) continue;
-        char *v = strdup(UNKNOWN_VALUE);
-        if (!v) continue;
-        free(b->params.items[i].value);
-        b->params.items[i].value = v;
+        const tp_param *bp = &b->params.items[i];
+        if (bp->kind & PARAM_REPORTED) continue;
+        if (params_set(&b->params, bp->name, UNKNOWN_VALUE) < 0) continue; /* stays as it was */
     }
 }
 

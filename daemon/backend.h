@@ -76,6 +76,8 @@ struct tp_backend {
     int pending_syncs;   /* Query/Sync sent whose ReadyForQuery hasn't come */
     bool in_copy;        /* CopyIn/CopyOut/CopyBoth in progress */
     tp_params params;    /* parameters as this backend has them now */
+    uint64_t synced_tags[3]; /* tags of the client's, the pool's and its own
+                                parameters when last in sync (client_login.c) */
     tp_expects expects;  /* what the messages sent will answer (transaction mode) */
     tp_prepared prepared; /* statements prepared on it under tidepool's names */
     tp_replay replay;     /* the batch in flight, kept for a stale-plan retry */

@@ -52,6 +52,20 @@ static void send_login_reply(tp_client *c, const tp_params *server, char txn_sta
     c->logged_in = true;
 }
 
+/* Clients log in with the same parameters mostly (a driver's, an
+ * application's): the same as the previous login's, they take its tag, so
+ * that a backend in sync with one is seen in sync with all at once. */
+static void share_login_tag(tp_client *c)
+{
+    static tp_params last;
+    if (params_equal(&c->params, &last)) {
+        c->params.tag = last.tag;
+        return;
+    }
+    params_clear(&last);
+    if (params_copy(&last, &c->params) < 0) params_clear(&last);
+}
+
 void client_login(tp_client *c)
 {
     if (strcmp(c->database, "tidepool") == 0) {
@@ -76,6 +90,7 @@ void client_login(tp_client *c)
     }
     c->pool = p;
     p->clients++;
+    share_login_tag(c);
     log_debug("client %llu (%s): user \"%s\" logged in to pool %s", (unsigned long long)c->id, c->peer,
               c->user, p->cfg.name);
     if (p->cfg.pool_mode == CONFIG_POOL_MODE_TRANSACTION && p->server_params.count > 0) {
@@ -100,6 +115,20 @@ static void append_quoted(proto_buf *b, const char *s, char q)
         proto_buf_append(b, s, 1);
     }
     proto_buf_append(b, &q, 1);
+}
+
+/* What a sync compares, as tags: equal tags, nothing to compare. */
+static void note_in_sync(const tp_client *c, tp_backend *b)
+{
+    b->synced_tags[0] = c->params.tag;
+    b->synced_tags[1] = c->pool->server_params.tag;
+    b->synced_tags[2] = b->params.tag;
+}
+
+static bool known_in_sync(const tp_client *c, const tp_backend *b)
+{
+    return b->synced_tags[0] == c->params.tag && b->synced_tags[1] == c->pool->server_params.tag &&
+           b->synced_tags[2] == b->params.tag;
 }
 
 static void continue_after_sync(tp_client *c)
@@ -159,6 +188,7 @@ static void on_params_synced(tp_backend *b, bool ok, const char *sqlstate, const
             return;
         }
     }
+    note_in_sync(c, b);
     continue_after_sync(c);
 }
 
@@ -177,6 +207,10 @@ static void append_set_config(proto_buf *sql, int *sets, const char *name, const
 void client_sync_params(tp_client *c)
 {
     tp_backend *b = c->backend;
+    if (known_in_sync(c, b)) {
+        continue_after_sync(c);
+        return;
+    }
     proto_buf sql;
     proto_buf_init(&sql);
     int sets = 0, resets = 0;
@@ -210,6 +244,7 @@ void client_sync_params(tp_client *c)
     }
     if (sets + resets == 0) {
         proto_buf_free(&sql);
+        note_in_sync(c, b);
         continue_after_sync(c);
         return;
     }

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <strings.h>
 
+static uint64_t last_tag;
+
 /* FNV-1a of the ASCII-lower-cased name (PostgreSQL folds names the same). */
 static uint32_t name_hash(const char *name)
 {
@@ -44,6 +46,7 @@ int params_set(tp_params *p, const char *name, const char *value)
     if (it && strcmp(it->value, value) == 0) return 0;
     char *v = strdup(value);
     if (!v) return -1;
+    p->tag = ++last_tag;
     if (it) {
         free(it->value);
         it->value = v;
@@ -78,6 +81,7 @@ void params_remove(tp_params *p, const char *name)
     free(it->name);
     free(it->value);
     *it = p->items[--p->count];
+    p->tag = ++last_tag;
 }
 
 void params_clear(tp_params *p)
@@ -89,13 +93,27 @@ void params_clear(tp_params *p)
     free(p->items);
     p->items = NULL;
     p->count = p->cap = 0;
+    p->tag = 0;
 }
 
 int params_copy(tp_params *dst, const tp_params *src)
 {
+    bool was_empty = dst->count == 0;
     for (size_t i = 0; i < src->count; i++)
         if (params_set(dst, src->items[i].name, src->items[i].value) < 0) return -1;
+    if (was_empty) dst->tag = src->tag;
     return 0;
+}
+
+bool params_equal(const tp_params *a, const tp_params *b)
+{
+    if (a->tag == b->tag) return true;
+    if (a->count != b->count) return false;
+    for (size_t i = 0; i < a->count; i++) {
+        const char *v = params_get_like(b, &a->items[i]);
+        if (!v || strcmp(v, a->items[i].value) != 0) return false;
+    }
+    return true;
 }
 
 const char *const params_reported[] = {

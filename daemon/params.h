@@ -22,6 +22,8 @@ typedef struct tp_params {
     tp_param *items;
     size_t count;
     size_t cap;
+    uint64_t tag; /* content tag: a new one with every change (0: empty); two
+                     sets with the same tag hold the same parameters */
 } tp_params;
 
 const char *params_get(const tp_params *p, const char *name);
@@ -31,7 +33,10 @@ const char *params_get_like(const tp_params *p, const tp_param *like);
 int params_set(tp_params *p, const char *name, const char *value) __attribute__((warn_unused_result));
 void params_remove(tp_params *p, const char *name);
 void params_clear(tp_params *p);
+/* Add src's parameters to dst (an empty dst takes src's tag). */
 int params_copy(tp_params *dst, const tp_params *src) __attribute__((warn_unused_result));
+/* Same names (case-insensitive) with the same values. */
+bool params_equal(const tp_params *a, const tp_params *b);
 
 /* Parameters PostgreSQL 15 reports with ParameterStatus (GUC_REPORT),
  * NULL-terminated; and whether `name` is one of them. */
