@@ -99,7 +99,8 @@ static bool skip_quoted(scan *s)
 
 static bool word_is(const char *w, size_t n, const char *kw)
 {
-    return strlen(kw) == n && strncasecmp(w, kw, n) == 0;
+    /* The first letters differ mostly: compared before the call. */
+    return strlen(kw) == n && to_lower(w[0]) == kw[0] && strncasecmp(w, kw, n) == 0;
 }
 
 typedef struct stmt_words {
@@ -260,7 +261,7 @@ static bool first_word_is(const char *sql, size_t len, const char *kw)
     scan s = {sql, sql + len};
     skip_noise(&s);
     size_t n = strlen(kw);
-    if ((size_t)(s.end - s.p) < n || strncasecmp(s.p, kw, n) != 0) return false;
+    if ((size_t)(s.end - s.p) < n || to_lower(*s.p) != kw[0] || strncasecmp(s.p, kw, n) != 0) return false;
     const char *after = s.p + n;
     return after == s.end || !(is_alnum(*after) || *after == '_' || *after == '$' || *after == '.');
 }
