@@ -319,9 +319,13 @@ static void handle_startup(tp_client *c, const proto_startup *st)
         client_fatal(c, "08P01", "replication connections are not supported by tidepool");
         return;
     }
-    c->user = strdup(user);
-    c->database = strdup(db && *db ? db : user);
-    if (!c->user || !c->database) {
+    if (!db || !*db) db = user;
+    size_t ul = strlen(user) + 1, dl = strlen(db) + 1;
+    if ((c->user = malloc(ul + dl))) {
+        memcpy(c->user, user, ul);
+        c->database = memcpy(c->user + ul, db, dl);
+    }
+    if (!c->user) {
         client_fatal(c, "53200", "out of memory");
         return;
     }
@@ -887,8 +891,7 @@ static void on_client_closed(uv_handle_t *h)
     params_clear(&c->params);
     if (c->startup) params_clear(c->startup);
     free(c->startup);
-    free(c->user);
-    free(c->database);
+    free(c->user); /* and c->database with it */
     free(c->echo_sql);
     free(c->pending_set_name);
     free(c->pending_set_value);

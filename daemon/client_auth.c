@@ -23,15 +23,25 @@
 #define AUTH_SASL_CONTINUE 11
 #define AUTH_SASL_FINAL 12
 
+/* What authentication needs, kept only while it runs. */
+struct client_auth {
+    int method;          /* config_auth_type in use for this client */
+    char *secret;        /* the user's secret from auth_file, or NULL */
+    auth_scram *scram;   /* SCRAM exchange in progress */
+    uint8_t md5_salt[4];
+    int step;            /* messages received so far in CLIENT_AUTH */
+};
+
 void client_auth_clear(tp_client *c)
 {
-    if (c->scram) auth_scram_free(c->scram);
-    c->scram = NULL;
-    if (c->secret) {
-        memset(c->secret, 0, strlen(c->secret));
-        free(c->secret);
+    if (!c->auth) return;
+    if (c->auth->scram) auth_scram_free(c->auth->scram);
+    if (c->auth->secret) {
+        memset(c->auth->secret, 0, strlen(c->auth->secret));
+        free(c->auth->secret);
     }
-    c->secret = NULL;
+    free(c->auth);
+    c->auth = NULL;
 }
 
 static void auth_failed(tp_client *c, const char *method)
@@ -89,9 +99,13 @@ static void peer_auth(tp_client *c)
 void client_auth_start(tp_client *c)
 {
     const config *cfg = tp.cfg;
-    c->auth_method = cfg->auth_type;
+    if (!(c->auth = calloc(1, sizeof *c->auth))) {
+        client_fatal(c, "53200", "out of memory");
+        return;
+    }
+    c->auth->method = cfg->auth_type;
     const auth_user *u = tp.have_users ? auth_file_find(&tp.users, c->user) : NULL;
-    if (u && !(c->secret = strdup(u->secret))) {
+    if (u && !(c->auth->secret = strdup(u->secret))) {
         client_fatal(c, "53200", "out of memory");
         return;
     }
@@ -108,10 +122,10 @@ void client_auth_start(tp_client *c)
         return;
     case CONFIG_AUTH_SCRAM_SHA_256:
         if (u && u->kind == AUTH_SECRET_MD5) {
-            c->auth_method = CONFIG_AUTH_MD5; /* an md5 entry cannot do SCRAM */
+            c->auth->method = CONFIG_AUTH_MD5; /* an md5 entry cannot do SCRAM */
         } else {
-            c->scram = auth_scram_new(c->user, c->secret);
-            if (!c->scram) {
+            c->auth->scram = auth_scram_new(c->user, c->auth->secret);
+            if (!c->auth->scram) {
                 client_fatal(c, "53200", "out of memory");
                 return;
             }
@@ -121,12 +135,12 @@ void client_auth_start(tp_client *c)
         }
         /* fall through */
     case CONFIG_AUTH_MD5:
-        c->auth_method = CONFIG_AUTH_MD5;
-        if (auth_random_bytes(c->md5_salt, sizeof c->md5_salt) < 0) {
+        c->auth->method = CONFIG_AUTH_MD5;
+        if (auth_random_bytes(c->auth->md5_salt, sizeof c->auth->md5_salt) < 0) {
             client_fatal(c, "XX000", "could not generate a random salt");
             return;
         }
-        send_auth_request(c, AUTH_MD5, c->md5_salt, sizeof c->md5_salt);
+        send_auth_request(c, AUTH_MD5, c->auth->md5_salt, sizeof c->auth->md5_salt);
         return;
     case CONFIG_AUTH_PASSWORD:
         send_auth_request(c, AUTH_CLEARTEXT, NULL, 0);
@@ -140,7 +154,7 @@ static void scram_step(tp_client *c, const proto_msg *m)
     size_t out_len = 0;
     const char *why = NULL;
     auth_scram_result r;
-    if (c->auth_step == 0) {
+    if (c->auth->step == 0) {
         const char *mech;
         const uint8_t *data;
         int32_t data_len;
@@ -152,11 +166,11 @@ static void scram_step(tp_client *c, const proto_msg *m)
             client_fatal(c, "28000", "client selected an invalid SASL authentication mechanism");
             return;
         }
-        r = auth_scram_client_first(c->scram, data, (size_t)data_len, &out, &out_len, &why);
+        r = auth_scram_client_first(c->auth->scram, data, (size_t)data_len, &out, &out_len, &why);
     } else {
-        r = auth_scram_client_final(c->scram, m->body, m->body_len, &out, &out_len, &why);
+        r = auth_scram_client_final(c->auth->scram, m->body, m->body_len, &out, &out_len, &why);
     }
-    c->auth_step++;
+    c->auth->step++;
     switch (r) {
     case AUTH_SCRAM_CONTINUE:
         send_auth_request(c, AUTH_SASL_CONTINUE, out, out_len);
@@ -187,7 +201,7 @@ void client_auth_message(tp_client *c, const proto_msg *m)
         client_fatal(c, "08P01", "expected password response");
         return;
     }
-    if (c->auth_method == CONFIG_AUTH_SCRAM_SHA_256) {
+    if (c->auth->method == CONFIG_AUTH_SCRAM_SHA_256) {
         scram_step(c, m);
         return;
     }
@@ -197,10 +211,10 @@ void client_auth_message(tp_client *c, const proto_msg *m)
         return;
     }
     bool ok;
-    if (c->auth_method == CONFIG_AUTH_MD5)
-        ok = c->secret && auth_md5_check(c->user, c->secret, c->md5_salt, answer);
+    if (c->auth->method == CONFIG_AUTH_MD5)
+        ok = c->auth->secret && auth_md5_check(c->user, c->auth->secret, c->auth->md5_salt, answer);
     else
-        ok = c->secret && auth_password_check(c->user, c->secret, answer);
+        ok = c->auth->secret && auth_password_check(c->user, c->auth->secret, answer);
     if (!ok) {
         auth_failed(c, "password");
         return;
