@@ -9,13 +9,14 @@ these two measures do not:
         instructions the daemon executed during that run (Ir) are divided by
         the transactions. Prints Ir per transaction and the top functions
         (self and inclusive Ir per transaction). --connect adds pgbench -C
-        (a new login per transaction).
+        (a new login per transaction). --pgbouncer measures Debian's
+        PgBouncer the same way (same pool size, md5, transaction mode).
   idle  tidepool runs natively; bench/idle_clients.py logs in --clients
         idle clients (md5, application_name set, as in S5) and holds them;
         prints the growth of VmRSS per client, and the growth of the heap
         (malloc'd bytes, from glibc's mallinfo2 through gdb when present).
 
-    bench/profile.py cpu [-t 2000] [-M simple|extended|prepared] [--connect]
+    bench/profile.py cpu [-t 2000] [-M simple|extended|prepared] [--connect] [--pgbouncer]
     bench/profile.py idle [--clients 2000]
 
 Uses the integration harness (tests/integration/tpharness.py) for a
@@ -64,20 +65,24 @@ def pgbench(tp, args, timeout=600):
     return int(m.group(1))
 
 
-def callgrind_run(pg, tmp, bench_args, label, top):
+def callgrind_run(pg, tmp, bench_args, label, top, pgbouncer=False):
     out = os.path.join(tmp, f"callgrind.{label}")
-    wrapper = os.path.join(tmp, "tidepool-callgrind")
-    with open(wrapper, "w") as f:
-        f.write(f"#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file={out}.%p "
-                f"--collect-atstart=yes {ROOT}/build/tidepool \"$@\"\n")
-    os.chmod(wrapper, 0o755)
-    tp = daemon(pg, binary=wrapper, start_timeout=60).start()
+    if pgbouncer:
+        tp = PgBouncer(pg, tmp, out).start()
+    else:
+        wrapper = os.path.join(tmp, "tidepool-callgrind")
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\nexec valgrind --tool=callgrind --callgrind-out-file={out}.%p "
+                    f"--collect-atstart=yes {ROOT}/build/tidepool \"$@\"\n")
+        os.chmod(wrapper, 0o755)
+        tp = daemon(pg, binary=wrapper, start_timeout=60).start()
     try:
         pgbench(tp, ["-S", "-c", "4", "-j", "1", "-t", "50"])  # warm-up: backends open
         pid = tp.proc.pid
-        subprocess.run(["callgrind_control", "--zero", str(pid)], check=True, capture_output=True)
+        ctl = h._as_postgres if pgbouncer else list  # vgdb talks to it as its own user
+        subprocess.run(ctl(["callgrind_control", "--zero", str(pid)]), check=True, capture_output=True, timeout=60)
         n = pgbench(tp, bench_args)
-        subprocess.run(["callgrind_control", "--dump", str(pid)], check=True, capture_output=True)
+        subprocess.run(ctl(["callgrind_control", "--dump", str(pid)]), check=True, capture_output=True, timeout=60)
     finally:
         tp.stop(timeout=60)
     dump = os.path.join(tmp, f"callgrind.{label}.{pid}.1")  # the --dump, not the exit's
@@ -90,7 +95,7 @@ def callgrind_run(pg, tmp, bench_args, label, top):
     ann, incl = annotate(False), annotate(True)
     total = int(re.search(r"([\d,]+) \(100\.0%\)\s+PROGRAM TOTALS", ann).group(1).replace(",", ""))
     print(f"\n== {label}: pgbench {' '.join(bench_args)}: {n} transactions, "
-          f"{total:,} Ir in tidepool, {total / n:,.0f} Ir per transaction")
+          f"{total:,} Ir in the daemon, {total / n:,.0f} Ir per transaction")
 
     def rows(text):
         res = []
@@ -110,17 +115,66 @@ def callgrind_run(pg, tmp, bench_args, label, top):
     return total / n
 
 
+class PgBouncer:
+    """Debian's PgBouncer in front of the cluster under callgrind, with the
+    settings tidepool gets (transaction mode, pool of 4, md5): the same
+    count of instructions for comparison. Runs as postgres (it refuses root)."""
+
+    def __init__(self, pg, tmp, out):
+        self.pg, self.tmp, self.out = pg, tmp, out
+        self.port = h.free_port()
+
+    def start(self):
+        d = os.path.join(self.tmp, "pgbouncer")
+        os.makedirs(d, exist_ok=True)
+        os.chmod(self.tmp, 0o755)
+        h.write_userlist(os.path.join(d, "userlist.txt"), {h.APP_USER: h.md5_secret(h.APP_USER, h.APP_PASSWORD)})
+        with open(os.path.join(d, "pgbouncer.ini"), "w") as f:
+            f.write(f"""[databases]
+{DB} = host=127.0.0.1 port={self.pg.port} dbname={DB} user={h.APP_USER} password={h.APP_PASSWORD}
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = {self.port}
+unix_socket_dir =
+auth_type = md5
+auth_file = {d}/userlist.txt
+pool_mode = transaction
+default_pool_size = 4
+max_client_conn = 12000
+logfile = {d}/pgbouncer.log
+log_connections = 0
+log_disconnections = 0
+""")
+        for root, dirs, files in os.walk(self.tmp):
+            for n in dirs + files:
+                h._chown_postgres(os.path.join(root, n))
+        h._chown_postgres(self.tmp)
+        self.proc = subprocess.Popen(h._as_postgres(["valgrind", "--tool=callgrind",
+                                                     f"--callgrind-out-file={self.out}.%p",
+                                                     "/usr/sbin/pgbouncer", f"{d}/pgbouncer.ini"]),
+                                     cwd=self.tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not h._wait_connectable(__import__("socket").AF_INET, ("127.0.0.1", self.port), deadline, self.proc):
+            raise RuntimeError("PgBouncer did not start")
+        return self
+
+    def stop(self, timeout=60):
+        self.proc.terminate()
+        self.proc.wait(timeout=timeout)
+
+
 def cmd_cpu(a):
     with h.Cluster() as pg:
         setup_pg(pg)
         tmp = tempfile.mkdtemp(prefix="tp-profile-", dir=a.keep or None)
         res = {}
+        who = "pgbouncer-" if a.pgbouncer else ""
         for mode in a.mode:
-            res[mode] = callgrind_run(pg, tmp, ["-S", "-M", mode, "-c", "4", "-j", "1", "-t", str(a.t)],
-                                      f"S1-{mode}", a.top)
+            res[who + mode] = callgrind_run(pg, tmp, ["-S", "-M", mode, "-c", "4", "-j", "1", "-t", str(a.t)],
+                                            f"{who}S1-{mode}", a.top, a.pgbouncer)
         if a.connect:
-            res["connect"] = callgrind_run(pg, tmp, ["-S", "-C", "-c", "4", "-j", "1", "-t", str(a.t // 10)],
-                                           "S3-connect", a.top)
+            res[who + "connect"] = callgrind_run(pg, tmp, ["-S", "-C", "-c", "4", "-j", "1", "-t", str(a.t // 10)],
+                                                 f"{who}S3-connect", a.top, a.pgbouncer)
         print("\n" + json.dumps({k: round(v) for k, v in res.items()}))
 
 
@@ -170,6 +224,7 @@ def main():
     c.add_argument("--connect", action="store_true", help="also pgbench -C (a login per transaction)")
     c.add_argument("--top", type=int, default=25)
     c.add_argument("--keep", help="directory for the callgrind files")
+    c.add_argument("--pgbouncer", action="store_true", help="measure Debian's PgBouncer instead (as postgres)")
     i = sub.add_parser("idle")
     i.add_argument("--clients", type=int, default=2000)
     a = ap.parse_args()
