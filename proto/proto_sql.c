@@ -190,8 +190,10 @@ static bool surely_none(const char *sql, size_t len)
                 if (!is_space(*p)) return false;
             return true;
         }
-        if (c == 'a' && s.end - p >= 8 && strncasecmp(p, "advisory", 8) == 0) return false;
-        if (c == 's' && s.end - p >= 10 && strncasecmp(p, "set_config", 10) == 0) return false;
+        if (c == 'a' && s.end - p >= 8 && (p[1] | 0x20) == 'd' && strncasecmp(p, "advisory", 8) == 0)
+            return false;
+        if (c == 's' && s.end - p >= 10 && (p[1] | 0x20) == 'e' && strncasecmp(p, "set_config", 10) == 0)
+            return false;
     }
     return true;
 }
