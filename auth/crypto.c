@@ -122,7 +122,10 @@ int auth_hmac_sha256(const uint8_t *key, size_t key_len, const void *data, size_
 static EVP_MD *md5_fetched;
 static pthread_once_t md5_once = PTHREAD_ONCE_INIT;
 
-static void md5_fetch(void) { md5_fetched = EVP_MD_fetch(NULL, "MD5", NULL); }
+static void md5_fetch(void)
+{
+    md5_fetched = EVP_MD_fetch(NULL, "MD5", NULL);
+}
 
 int auth_md5_2(const void *a, size_t a_len, const void *b, size_t b_len, uint8_t out[AUTH_MD5_LEN])
 {
@@ -133,10 +136,9 @@ int auth_md5_2(const void *a, size_t a_len, const void *b, size_t b_len, uint8_t
     int rc = -1;
     if (ctx == NULL)
         return -1;
-    if (EVP_DigestInit_ex(ctx, md, NULL) == 1 &&
-        (a_len == 0 || EVP_DigestUpdate(ctx, a, a_len) == 1) &&
-        (b_len == 0 || EVP_DigestUpdate(ctx, b, b_len) == 1) &&
-        EVP_DigestFinal_ex(ctx, out, &n) == 1 && n == AUTH_MD5_LEN)
+    if (EVP_DigestInit_ex(ctx, md, NULL) == 1 && (a_len == 0 || EVP_DigestUpdate(ctx, a, a_len) == 1) &&
+        (b_len == 0 || EVP_DigestUpdate(ctx, b, b_len) == 1) && EVP_DigestFinal_ex(ctx, out, &n) == 1 &&
+        n == AUTH_MD5_LEN)
         rc = 0;
     EVP_MD_CTX_free(ctx);
     return rc;
@@ -186,8 +188,7 @@ int auth_random_bytes(uint8_t *buf, size_t len)
     static _Thread_local size_t used = RANDOM_BLOCK;
     if (len <= RANDOM_SMALL) {
         if (RANDOM_BLOCK - used < len) {
-            if (RAND_bytes(block, RANDOM_BLOCK) != 1)
-                return -1;
+            if (RAND_bytes(block, RANDOM_BLOCK) != 1) return -1;
             used = 0;
         }
         memcpy(buf, block + used, len);

@@ -5,7 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool borrowed(const tp_buf *b) { return b->cap == 0 && b->data != NULL; }
+static bool borrowed(const tp_buf *b)
+{
+    return b->cap == 0 && b->data != NULL;
+}
 
 /* Blocks of the smallest size are kept for reuse (a client's output buffer
  * is taken and given back on every transaction): a few, loop-wide. */
@@ -22,8 +25,10 @@ static uint8_t *alloc_block(size_t cap)
 
 static void free_block(uint8_t *p, size_t cap)
 {
-    if (cap == BUF_MIN && n_spare < SPARE_MAX) spare[n_spare++] = p;
-    else free(p);
+    if (cap == BUF_MIN && n_spare < SPARE_MAX)
+        spare[n_spare++] = p;
+    else
+        free(p);
 }
 
 uint8_t *tp_buf_reserve(tp_buf *b, size_t want)
@@ -39,7 +44,8 @@ uint8_t *tp_buf_reserve(tp_buf *b, size_t want)
         return b->data + b->len;
     }
     size_t cap = b->cap ? b->cap : BUF_MIN;
-    while (cap < used + want) cap *= 2;
+    while (cap < used + want)
+        cap *= 2;
     uint8_t *n = alloc_block(cap);
     if (!n) return NULL;
     if (used) memcpy(n, b->data + b->off, used);

@@ -186,14 +186,17 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     /* Nothing kept from before: work on the shared buffer itself, and keep
      * (copy) only what is left of it, a partial message mostly. */
-    if (tp_buf_size(&c->in) == 0) tp_buf_borrow(&c->in, (uint8_t *)buf->base, (size_t)nread);
+    if (tp_buf_size(&c->in) == 0)
+        tp_buf_borrow(&c->in, (uint8_t *)buf->base, (size_t)nread);
     else if (tp_buf_append(&c->in, buf->base, (size_t)nread) < 0) {
         client_fatal(c, "53200", "out of memory");
         return;
     }
     handle_input(c);
-    if (c->state == CLIENT_CLOSING) tp_buf_free(&c->in);
-    else if (tp_buf_own(&c->in) < 0) client_fatal(c, "53200", "out of memory");
+    if (c->state == CLIENT_CLOSING)
+        tp_buf_free(&c->in);
+    else if (tp_buf_own(&c->in) < 0)
+        client_fatal(c, "53200", "out of memory");
 }
 
 void client_start_reading(tp_client *c)
@@ -383,7 +386,10 @@ static int process_startup(tp_client *c)
 
 /* ---- relay ---- */
 
-static const tp_params *startup_params(const tp_client *c) { return c->startup ? c->startup : &c->params; }
+static const tp_params *startup_params(const tp_client *c)
+{
+    return c->startup ? c->startup : &c->params;
+}
 
 int client_param_set(tp_client *c, const char *name, const char *value)
 {

@@ -69,15 +69,15 @@ typedef struct tp_client {
                                      backend in transaction mode (0 = not pinned) */
     /* Flags, packed (an idle client's size counts). */
     bool unix_socket : 1;
-    bool retrying : 1;            /* in its pool's connect-retry list */
-    bool flush_queued : 1;        /* marked for the end-of-iteration flush */
-    bool unsynced : 1;            /* extended-protocol messages sent since the last Sync */
-    bool discard_until_sync : 1;  /* after an error of tidepool's own: drop until Sync */
-    bool reading : 1;             /* uv_read_start is in effect */
-    bool backend_full : 1;        /* backpressure: the backend's queue is full */
-    bool eof : 1;                 /* the peer closed its side */
-    bool logged_in : 1;           /* its first ReadyForQuery was sent */
-    bool reset_pending : 1;       /* RESET/DISCARD ALL ran: restore startup params at ReadyForQuery */
+    bool retrying : 1;           /* in its pool's connect-retry list */
+    bool flush_queued : 1;       /* marked for the end-of-iteration flush */
+    bool unsynced : 1;           /* extended-protocol messages sent since the last Sync */
+    bool discard_until_sync : 1; /* after an error of tidepool's own: drop until Sync */
+    bool reading : 1;            /* uv_read_start is in effect */
+    bool backend_full : 1;       /* backpressure: the backend's queue is full */
+    bool eof : 1;                /* the peer closed its side */
+    bool logged_in : 1;          /* its first ReadyForQuery was sent */
+    bool reset_pending : 1;      /* RESET/DISCARD ALL ran: restore startup params at ReadyForQuery */
 } tp_client;
 
 /* A new connection was accepted on `server` (a listening stream). */

@@ -25,11 +25,11 @@
 
 /* What authentication needs, kept only while it runs. */
 struct client_auth {
-    int method;          /* config_auth_type in use for this client */
-    char *secret;        /* the user's secret from auth_file, or NULL */
-    auth_scram *scram;   /* SCRAM exchange in progress */
+    int method;        /* config_auth_type in use for this client */
+    char *secret;      /* the user's secret from auth_file, or NULL */
+    auth_scram *scram; /* SCRAM exchange in progress */
     uint8_t md5_salt[4];
-    int step;            /* messages received so far in CLIENT_AUTH */
+    int step; /* messages received so far in CLIENT_AUTH */
 };
 
 void client_auth_clear(tp_client *c)

@@ -180,7 +180,8 @@ static void on_params_synced(tp_backend *b, bool ok, const char *sqlstate, const
         tp_param *cp = &c->params.items[i];
         int rc = 0;
         const char *spelled;
-        if (!(cp->kind & PARAM_REPORTED)) rc = params_set(&b->params, cp->name, cp->value);
+        if (!(cp->kind & PARAM_REPORTED))
+            rc = params_set(&b->params, cp->name, cp->value);
         else if ((cp->kind & PARAM_SETTABLE) && (spelled = params_get_like(&b->params, cp)))
             rc = client_param_set(c, cp->name, spelled);
         if (rc < 0) {

@@ -25,7 +25,10 @@ static tp_param *find_hashed(const tp_params *p, const char *name, uint32_t h)
     return NULL;
 }
 
-static tp_param *find(const tp_params *p, const char *name) { return find_hashed(p, name, name_hash(name)); }
+static tp_param *find(const tp_params *p, const char *name)
+{
+    return find_hashed(p, name, name_hash(name));
+}
 
 const char *params_get(const tp_params *p, const char *name)
 {
@@ -67,8 +70,9 @@ int params_set(tp_params *p, const char *name, const char *value)
         free(v);
         return -1;
     }
-    unsigned kind = params_is_settable(k) ? PARAM_REPORTED | PARAM_SETTABLE
-                    : params_is_reported(k) ? PARAM_REPORTED : 0;
+    unsigned kind = params_is_settable(k)   ? PARAM_REPORTED | PARAM_SETTABLE
+                    : params_is_reported(k) ? PARAM_REPORTED
+                                            : 0;
     p->items[p->count] = (tp_param){.name = k, .value = v, .hash = h, .kind = (uint8_t)kind};
     p->count++;
     return 0;
@@ -129,12 +133,19 @@ static bool in_list(const char *const *names, const char *name)
     return false;
 }
 
-bool params_is_reported(const char *name) { return in_list(params_reported, name); }
+bool params_is_reported(const char *name)
+{
+    return in_list(params_reported, name);
+}
 
 bool params_is_settable(const char *name)
 {
-    static const char *const names[] = {"application_name", "client_encoding", "DateStyle",
-                                        "IntervalStyle", "TimeZone", "standard_conforming_strings",
+    static const char *const names[] = {"application_name",
+                                        "client_encoding",
+                                        "DateStyle",
+                                        "IntervalStyle",
+                                        "TimeZone",
+                                        "standard_conforming_strings",
                                         NULL};
     return in_list(names, name);
 }

@@ -17,10 +17,22 @@
 
 /* ASCII character classes, inline: <ctype.h>'s cost a call per character,
  * and in the C locale they are ASCII anyway (a byte above 127 is none). */
-static inline bool is_space(char c) { return c == ' ' || (c >= '\t' && c <= '\r'); }
-static inline bool is_alpha(char c) { return (unsigned char)((c | 0x20) - 'a') < 26; }
-static inline bool is_alnum(char c) { return is_alpha(c) || (unsigned char)(c - '0') < 10; }
-static inline char to_lower(char c) { return (unsigned char)(c - 'A') < 26 ? (char)(c | 0x20) : c; }
+static inline bool is_space(char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+static inline bool is_alpha(char c)
+{
+    return (unsigned char)((c | 0x20) - 'a') < 26;
+}
+static inline bool is_alnum(char c)
+{
+    return is_alpha(c) || (unsigned char)(c - '0') < 10;
+}
+static inline char to_lower(char c)
+{
+    return (unsigned char)(c - 'A') < 26 ? (char)(c | 0x20) : c;
+}
 
 typedef struct scan {
     const char *p;
@@ -31,7 +43,8 @@ typedef struct scan {
 static void skip_noise(scan *s)
 {
     for (;;) {
-        while (s->p < s->end && is_space(*s->p)) s->p++;
+        while (s->p < s->end && is_space(*s->p))
+            s->p++;
         if (s->p + 1 < s->end && s->p[0] == '-' && s->p[1] == '-') {
             while (s->p < s->end && *s->p != '\n') s->p++;
             continue;
@@ -85,7 +98,8 @@ static bool skip_quoted(scan *s)
     if (p < s->end && *p == '$') {
         /* $tag$ ... $tag$ */
         const char *t = p + 1;
-        while (t < s->end && (is_alnum(*t) || *t == '_')) t++;
+        while (t < s->end && (is_alnum(*t) || *t == '_'))
+            t++;
         if (t < s->end && *t == '$') {
             size_t tag_len = (size_t)(t - p + 1);
             const char *q = t + 1;
@@ -177,7 +191,8 @@ static bool surely_none(const char *sql, size_t len)
     scan s = {sql, sql + len};
     skip_noise(&s);
     const char *w = s.p;
-    while (s.p < s.end && is_alpha(*s.p)) s.p++;
+    while (s.p < s.end && is_alpha(*s.p))
+        s.p++;
     size_t n = (size_t)(s.p - w);
     if (!(word_is(w, n, "select") || word_is(w, n, "insert") || word_is(w, n, "update") ||
           word_is(w, n, "delete") || word_is(w, n, "with") || word_is(w, n, "values") ||
@@ -224,7 +239,8 @@ unsigned proto_sql_session_effects(const char *sql, size_t len)
         if (skip_quoted(&s)) continue;
         if (is_alpha(*s.p) || *s.p == '_') {
             const char *w = s.p;
-            while (s.p < s.end && (is_alnum(*s.p) || *s.p == '_' || *s.p == '$')) s.p++;
+            while (s.p < s.end && (is_alnum(*s.p) || *s.p == '_' || *s.p == '$'))
+                s.p++;
             size_t n = (size_t)(s.p - w);
             if (sw.count < MAX_WORDS) {
                 sw.w[sw.count] = w;
@@ -279,7 +295,8 @@ static int simple_words(const char *sql, size_t len, char w[SIMPLE_MAX_WORDS][12
         }
         size_t wl = (size_t)(s.p - b);
         if (n == SIMPLE_MAX_WORDS || wl >= 128) return -1;
-        for (size_t i = 0; i < wl; i++) w[n][i] = to_lower(b[i]);
+        for (size_t i = 0; i < wl; i++)
+            w[n][i] = to_lower(b[i]);
         w[n][wl] = '\0';
         n++;
     }
@@ -347,7 +364,8 @@ int proto_sql_simple_set(const char *sql, size_t len, char *name, size_t ncap, c
             assign = true;
         } else if (is_alpha(*s.p) || *s.p == '_') {
             const char *b = s.p;
-            while (s.p < s.end && (is_alnum(*s.p) || *s.p == '_' || *s.p == '.')) s.p++;
+            while (s.p < s.end && (is_alnum(*s.p) || *s.p == '_' || *s.p == '.'))
+                s.p++;
             words++;
             if (words >= 2 && (size_t)(s.p - b) == 2 && strncasecmp(b, "to", 2) == 0) assign = true;
         } else {

@@ -29,7 +29,8 @@ END_TEST
 START_TEST(test_borrow_own)
 {
     uint8_t shared[2000];
-    for (size_t i = 0; i < sizeof shared; i++) shared[i] = (uint8_t)i;
+    for (size_t i = 0; i < sizeof shared; i++)
+        shared[i] = (uint8_t)i;
     tp_buf b = {0};
     tp_buf_borrow(&b, shared, sizeof shared);
     ck_assert_ptr_eq(tp_buf_head(&b), shared);
@@ -53,7 +54,8 @@ START_TEST(test_borrow_own)
     ck_assert_ptr_nonnull(w);
     ck_assert_uint_ge(b.cap, 1600);
     ck_assert_int_eq(memcmp(tp_buf_head(&b), shared, 600), 0);
-    for (size_t i = 0; i < sizeof shared; i++) ck_assert_uint_eq(shared[i], (uint8_t)i);
+    for (size_t i = 0; i < sizeof shared; i++)
+        ck_assert_uint_eq(shared[i], (uint8_t)i);
     tp_buf_free(&b);
 
     /* Freeing a borrowing buffer leaves the memory alone (ASan would tell). */
