@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -167,15 +168,24 @@ def cmd_cpu(a):
     with h.Cluster() as pg:
         setup_pg(pg)
         tmp = tempfile.mkdtemp(prefix="tp-profile-", dir=a.keep or None)
-        res = {}
-        who = "pgbouncer-" if a.pgbouncer else ""
-        for mode in a.mode:
-            res[who + mode] = callgrind_run(pg, tmp, ["-S", "-M", mode, "-c", "4", "-j", "1", "-t", str(a.t)],
-                                            f"{who}S1-{mode}", a.top, a.pgbouncer)
-        if a.connect:
-            res[who + "connect"] = callgrind_run(pg, tmp, ["-S", "-C", "-c", "4", "-j", "1", "-t", str(a.t // 10)],
-                                                 f"{who}S3-connect", a.top, a.pgbouncer)
+        try:
+            res = run_cpu(a, pg, tmp)
+        finally:
+            if not a.keep:
+                shutil.rmtree(tmp, ignore_errors=True)
         print("\n" + json.dumps({k: round(v) for k, v in res.items()}))
+
+
+def run_cpu(a, pg, tmp):
+    res = {}
+    who = "pgbouncer-" if a.pgbouncer else ""
+    for mode in a.mode:
+        res[who + mode] = callgrind_run(pg, tmp, ["-S", "-M", mode, "-c", "4", "-j", "1", "-t", str(a.t)],
+                                        f"{who}S1-{mode}", a.top, a.pgbouncer)
+    if a.connect:
+        res[who + "connect"] = callgrind_run(pg, tmp, ["-S", "-C", "-c", "4", "-j", "1", "-t", str(a.t // 10)],
+                                             f"{who}S3-connect", a.top, a.pgbouncer)
+    return res
 
 
 def rss_kib(pid):
@@ -223,7 +233,7 @@ def main():
     c.add_argument("-M", dest="mode", action="append", choices=["simple", "extended", "prepared"])
     c.add_argument("--connect", action="store_true", help="also pgbench -C (a login per transaction)")
     c.add_argument("--top", type=int, default=25)
-    c.add_argument("--keep", help="directory for the callgrind files")
+    c.add_argument("--keep", help="directory to keep the callgrind files in (else removed)")
     c.add_argument("--pgbouncer", action="store_true", help="measure Debian's PgBouncer instead (as postgres)")
     i = sub.add_parser("idle")
     i.add_argument("--clients", type=int, default=2000)
