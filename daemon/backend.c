@@ -279,11 +279,9 @@ static void finish_internal_query(tp_backend *b)
 void backend_forget_unreported_params(tp_backend *b)
 {
     for (size_t i = 0; i < b->params.count; i++) {
-        if (client_param_is_reported(b->params.items[i].name)) continue;
-        char *v = strdup(UNKNOWN_VALUE);
-        if (!v) continue;
-        free(b->params.items[i].value);
-        b->params.items[i].value = v;
+        const tp_param *bp = &b->params.items[i];
+        if (bp->kind & PARAM_REPORTED) continue;
+        if (params_set(&b->params, bp->name, UNKNOWN_VALUE) < 0) continue; /* stays as it was */
     }
 }
 
@@ -318,7 +316,7 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
         if (proto_parse_param_status(m, &name, &value) != PROTO_COMPLETE) return -1;
         if (params_set(&b->params, name, value) < 0) return -1;
         /* A change the client made (SET application_name …) is now its own. */
-        if (relaying(b) && params_set(&b->client->params, name, value) < 0) return -1;
+        if (relaying(b) && client_param_set(b->client, name, value) < 0) return -1;
         forward(b, raw, m->total_len);
         return 0;
     }

@@ -83,6 +83,8 @@ struct tp_backend {
     bool copy_in;        /* while in_copy: it is COPY FROM STDIN (CopyInResponse) */
     char last_run;       /* 'Q' or 'E': the last Query or Execute relayed to it */
     tp_params params;    /* parameters as this backend has them now */
+    uint64_t synced_tags[3]; /* tags of the client's, the pool's and its own
+                                parameters when last in sync (client_login.c) */
     tp_expects expects;  /* what the messages sent will answer (transaction mode) */
     tp_prepared prepared; /* statements prepared on it under tidepool's names */
     tp_replay replay;     /* the batch in flight, kept for a stale-plan retry */

@@ -114,7 +114,7 @@ void client_flush(tp_client *c)
     if (c->state == CLIENT_CLOSING || tp_buf_size(&c->out) == 0) return;
     int rc = write_now(c, tp_buf_head(&c->out), tp_buf_size(&c->out));
     tp_buf_consume(&c->out, tp_buf_size(&c->out));
-    tp_buf_shrink_if_empty(&c->out, 16 * 1024);
+    tp_buf_shrink_if_empty(&c->out, 0); /* an idle client keeps no buffer */
     if (rc < 0) {
         client_close(c);
         return;
@@ -207,11 +207,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             client_close(c);
             return;
         }
+    } else if (tp_buf_size(&c->in) == 0) {
+        /* Nothing kept from before: work on the shared buffer itself, and
+         * keep (copy) only what is left of it, a partial message mostly. */
+        tp_buf_borrow(&c->in, (uint8_t *)buf->base, (size_t)nread);
     } else if (tp_buf_append(&c->in, buf->base, (size_t)nread) < 0) {
         client_fatal(c, "53200", "out of memory");
         return;
     }
     handle_input(c);
+    if (c->state == CLIENT_CLOSING)
+        tp_buf_free(&c->in);
+    else if (tp_buf_own(&c->in) < 0)
+        client_fatal(c, "53200", "out of memory");
 }
 
 void client_start_reading(tp_client *c)
@@ -275,8 +283,7 @@ static int parse_options(tp_client *c, const char *opts)
         /* PostgreSQL treats '-' in option names as '_'. */
         for (char *p = (char *)setting; *p; p++)
             if (*p == '-') *p = '_';
-        if (params_set(&c->params, setting, eq + 1) < 0 || params_set(&c->startup, setting, eq + 1) < 0)
-            return -1;
+        if (params_set(&c->params, setting, eq + 1) < 0) return -1;
     }
     return expect_c ? -1 : 0;
 }
@@ -342,9 +349,13 @@ static void handle_startup(tp_client *c, const proto_startup *st)
         client_fatal(c, "08P01", "replication connections are not supported by tidepool");
         return;
     }
-    c->user = strdup(user);
-    c->database = strdup(db && *db ? db : user);
-    if (!c->user || !c->database) {
+    if (!db || !*db) db = user;
+    size_t ul = strlen(user) + 1, dl = strlen(db) + 1;
+    if ((c->user = malloc(ul + dl))) {
+        memcpy(c->user, user, ul);
+        c->database = memcpy(c->user + ul, db, dl);
+    }
+    if (!c->user) {
         client_fatal(c, "53200", "out of memory");
         return;
     }
@@ -359,8 +370,7 @@ static void handle_startup(tp_client *c, const proto_startup *st)
             continue;
         }
         if (strncmp(name, "_pq_.", 5) == 0) continue; /* protocol extensions: none supported */
-        if (params_set(&c->params, name, st->values[i]) < 0 ||
-            params_set(&c->startup, name, st->values[i]) < 0) {
+        if (params_set(&c->params, name, st->values[i]) < 0) {
             client_fatal(c, "53200", "out of memory");
             return;
         }
@@ -423,6 +433,29 @@ static int process_startup(tp_client *c)
 }
 
 /* ---- relay ---- */
+
+static const tp_params *startup_params(const tp_client *c)
+{
+    return c->startup ? c->startup : &c->params;
+}
+
+int client_param_set(tp_client *c, const char *name, const char *value)
+{
+    const char *have = params_get(&c->params, name);
+    if (value ? have && strcmp(have, value) == 0 : !have) return 0;
+    if (!c->startup) {
+        tp_params *copy = calloc(1, sizeof *copy);
+        if (!copy || params_copy(copy, &c->params) < 0) {
+            if (copy) params_clear(copy);
+            free(copy);
+            return -1;
+        }
+        c->startup = copy;
+    }
+    if (value) return params_set(&c->params, name, value);
+    params_remove(&c->params, name);
+    return 0;
+}
 
 static bool transaction_mode(const tp_client *c)
 {
@@ -495,8 +528,7 @@ static void note_session_effects(tp_client *c, uint8_t type, const uint8_t *p, s
          * client's own; its startup value, if any, is set again at the next
          * sync. */
         if (!client_param_is_reported(name)) {
-            const char *startup = params_get(&c->startup, name);
-            if (startup ? params_set(&c->params, name, startup) < 0 : (params_remove(&c->params, name), 0)) {
+            if (client_param_set(c, name, params_get(startup_params(c), name)) < 0) {
                 client_fatal(c, "53200", "out of memory");
                 return;
             }
@@ -526,7 +558,7 @@ void client_on_set_done(tp_client *c, tp_backend *b)
 {
     /* b NULL: the statement ended without "SET" (it failed): forget it. */
     if (b && c->pending_set_name && c->pending_set_value &&
-        (params_set(&c->params, c->pending_set_name, c->pending_set_value) < 0 ||
+        (client_param_set(c, c->pending_set_name, c->pending_set_value) < 0 ||
          params_set(&b->params, c->pending_set_name, c->pending_set_value) < 0))
         client_fatal(c, "53200", "out of memory");
     free(c->pending_set_name);
@@ -663,7 +695,7 @@ void client_process_input(tp_client *c)
             client_stop_reading(c);
         }
     }
-    if (c->state != CLIENT_CLOSING) tp_buf_shrink_if_empty(&c->in, 4096);
+    if (c->state != CLIENT_CLOSING) tp_buf_shrink_if_empty(&c->in, 0);
 }
 
 static int send_ready(tp_client *c)
@@ -850,15 +882,16 @@ void client_handle_input(tp_client *c) { handle_input(c); }
 void client_on_session_reset(tp_client *c)
 {
     /* Settings it SET itself are gone; its startup ones are back. */
+    if (!c->startup) return; /* none changed */
     for (size_t i = 0; i < c->params.count;) {
-        const char *name = c->params.items[i].name;
-        if (!client_param_is_reported(name) && !params_get(&c->startup, name))
-            params_remove(&c->params, name);
+        const tp_param *cp = &c->params.items[i];
+        if (!(cp->kind & PARAM_REPORTED) && !params_get_like(c->startup, cp))
+            params_remove(&c->params, cp->name);
         else
             i++;
     }
-    for (size_t i = 0; i < c->startup.count; i++)
-        if (params_set(&c->params, c->startup.items[i].name, c->startup.items[i].value) < 0) {
+    for (size_t i = 0; i < c->startup->count; i++)
+        if (params_set(&c->params, c->startup->items[i].name, c->startup->items[i].value) < 0) {
             client_fatal(c, "53200", "out of memory");
             return;
         }
@@ -950,9 +983,9 @@ static void on_client_closed(uv_handle_t *h)
     tp_buf_free(&c->in);
     tp_buf_free(&c->out);
     params_clear(&c->params);
-    params_clear(&c->startup);
-    free(c->user);
-    free(c->database);
+    if (c->startup) params_clear(c->startup);
+    free(c->startup);
+    free(c->user); /* and c->database with it */
     free(c->echo_sql);
     free(c->pending_set_name);
     free(c->pending_set_value);

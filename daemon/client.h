@@ -13,7 +13,7 @@
 
 typedef struct tp_pool tp_pool;
 typedef struct tp_backend tp_backend;
-typedef struct auth_scram auth_scram;
+typedef struct client_auth client_auth;
 typedef struct client_tls client_tls;
 
 typedef enum {
@@ -35,60 +35,57 @@ typedef struct tp_client {
         uv_tcp_t tcp;
         uv_pipe_t pipe;
     } h;
-    client_state state;
-    bool unix_socket;
     uint64_t id;
-    uint32_t key_pid, key_secret; /* the BackendKeyData tidepool gave it */
     char peer[64];                /* address for logs */
     client_tls *tls;              /* TLS session (client_tls.c) once SSLRequest was
                                      accepted; NULL for plaintext clients */
-
-    char *user;
+    char *user;                   /* one allocation: user, then database */
     char *database;
-    tp_params startup;            /* its startup parameters, as sent (RESET goes back to them) */
     tp_params params;             /* session parameters as this client sees them:
                                      its startup parameters, then the reported
                                      values it was told and those it SET */
+    tp_params *startup;           /* its startup parameters, as sent (RESET goes
+                                     back to them), kept apart only once params
+                                     change (client_param_set): NULL until then */
     tp_pool *pool;
-    bool txn_pooling;             /* its pool lends per transaction: the pool's
-                                     pool_mode when it logged in (a reload
-                                     changes it for new clients only) */
     tp_stmts stmts;               /* its named prepared statements (transaction mode) */
     tp_backend *backend;          /* lent backend, or NULL */
     tp_backend *connecting;       /* backend being opened for it, or NULL */
     pool_waiter waiter;           /* its place in the pool's queue */
     double checkout_started;      /* when it began waiting for the current backend */
-    bool retrying;                /* in its pool's connect-retry list */
     struct tp_client *retry_next, *retry_prev;
-
-    int auth_method;              /* config_auth_type in use for this client */
-    char *secret;                 /* the user's secret from auth_file, or NULL */
-    auth_scram *scram;            /* SCRAM exchange in progress */
-    uint8_t md5_salt[4];
-    int auth_step;                /* messages received so far in CLIENT_AUTH */
-
+    client_auth *auth;            /* while authenticating (client_auth.c), else NULL */
     tp_buf in;                    /* bytes read, not yet processed */
     tp_buf out;                   /* bytes to write at the next flush */
-    bool flush_queued;            /* marked for the end-of-iteration flush */
     struct tp_client *flush_next;
     size_t pass_remaining;        /* bytes of the current message to forward */
-    bool unsynced;                /* extended-protocol messages sent since the last Sync */
-    bool discard_until_sync;      /* after an error of tidepool's own: drop until Sync */
-    bool reading;                 /* uv_read_start is in effect */
-    bool backend_full;            /* backpressure: the backend's queue is full */
-    bool eof;                     /* the peer closed its side */
-    bool logged_in;
-    bool admin_waiting;           /* admin console: its PAUSE has not completed */
-    unsigned pins;                /* PROTO_SQL_* session state keeping it on its
-                                     backend in transaction mode (0 = not pinned) */
-    bool reset_pending;
     char *pending_set_name;       /* a simple SET sent outside a transaction: */
-    char *pending_set_value;      /* becomes its own parameter when it succeeds */           /* RESET/DISCARD ALL ran: restore startup params at ReadyForQuery */               /* its first ReadyForQuery was sent */
+    char *pending_set_value;      /* becomes its own parameter when it succeeds */
     double connected_at;
-    uint32_t idle_since;          /* client_limits_clock() when its last transaction ended */
     char *echo_sql;               /* echo: the statement running, for its log line */
     double echo_started;
     struct tp_client *next, *prev; /* server's client list */
+
+    client_state state;
+    uint32_t key_pid, key_secret; /* the BackendKeyData tidepool gave it */
+    unsigned pins;                /* PROTO_SQL_* session state keeping it on its
+                                     backend in transaction mode (0 = not pinned) */
+    uint32_t idle_since;          /* client_limits_clock() when its last transaction ended */
+    /* Flags, packed (an idle client's size counts). */
+    bool unix_socket : 1;
+    bool retrying : 1;           /* in its pool's connect-retry list */
+    bool flush_queued : 1;       /* marked for the end-of-iteration flush */
+    bool unsynced : 1;           /* extended-protocol messages sent since the last Sync */
+    bool discard_until_sync : 1; /* after an error of tidepool's own: drop until Sync */
+    bool reading : 1;            /* uv_read_start is in effect */
+    bool backend_full : 1;       /* backpressure: the backend's queue is full */
+    bool eof : 1;                /* the peer closed its side */
+    bool logged_in : 1;          /* its first ReadyForQuery was sent */
+    bool reset_pending : 1;      /* RESET/DISCARD ALL ran: restore startup params at ReadyForQuery */
+    bool txn_pooling : 1;        /* its pool lends per transaction: the pool's pool_mode
+                                    when it logged in (a reload changes it for new
+                                    clients only) */
+    bool admin_waiting : 1;      /* admin console: its PAUSE has not completed */
 } tp_client;
 
 /* A new connection was accepted on `server` (a listening stream). */

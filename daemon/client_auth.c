@@ -24,15 +24,25 @@
 #define AUTH_SASL_CONTINUE 11
 #define AUTH_SASL_FINAL 12
 
+/* What authentication needs, kept only while it runs. */
+struct client_auth {
+    int method;        /* config_auth_type in use for this client */
+    char *secret;      /* the user's secret from auth_file, or NULL */
+    auth_scram *scram; /* SCRAM exchange in progress */
+    uint8_t md5_salt[4];
+    int step;          /* messages received so far in CLIENT_AUTH */
+};
+
 void client_auth_clear(tp_client *c)
 {
-    if (c->scram) auth_scram_free(c->scram);
-    c->scram = NULL;
-    if (c->secret) {
-        memset(c->secret, 0, strlen(c->secret));
-        free(c->secret);
+    if (!c->auth) return;
+    if (c->auth->scram) auth_scram_free(c->auth->scram);
+    if (c->auth->secret) {
+        memset(c->auth->secret, 0, strlen(c->auth->secret));
+        free(c->auth->secret);
     }
-    c->secret = NULL;
+    free(c->auth);
+    c->auth = NULL;
 }
 
 /* Why a password check failed, for the operator only: the client is told
@@ -42,11 +52,17 @@ static const char *failure_reason(const tp_client *c)
     const auth_user *u = tp.have_users ? auth_file_find(&tp.users, c->user) : NULL;
     if (!u) return tp.have_users ? "unknown user" : "no auth_file";
     if (u->secret[0] == '\0') return "empty password in auth_file";
-    if (c->auth_method == CONFIG_AUTH_SCRAM_SHA_256 && u->kind == AUTH_SECRET_MD5)
+    if (c->auth->method == CONFIG_AUTH_SCRAM_SHA_256 && u->kind == AUTH_SECRET_MD5)
         return "md5 secret in auth_file, unusable with scram-sha-256";
-    if (c->auth_method == CONFIG_AUTH_MD5 && u->kind == AUTH_SECRET_SCRAM)
+    if (c->auth->method == CONFIG_AUTH_MD5 && u->kind == AUTH_SECRET_SCRAM)
         return "SCRAM secret in auth_file, unusable with md5";
     return "wrong password";
+}
+
+/* The method of the exchange in progress, for log lines. */
+static const char *method_name(const tp_client *c)
+{
+    return config_auth_type_to_str(c->auth ? (config_auth_type)c->auth->method : tp.cfg->auth_type);
 }
 
 static void auth_failed(tp_client *c, const char *method, const char *reason)
@@ -54,7 +70,7 @@ static void auth_failed(tp_client *c, const char *method, const char *reason)
     char msg[256];
     log_info("login failed: user \"%s\", pool \"%s\", client %llu (%s): %s (%s)", c->user, c->database,
              (unsigned long long)c->id, c->peer, reason ? reason : failure_reason(c),
-             config_auth_type_to_str((config_auth_type)c->auth_method));
+             method_name(c));
     snprintf(msg, sizeof msg, "%s authentication failed for user \"%s\"", method, c->user);
     client_fatal(c, "28P01", msg);
 }
@@ -65,7 +81,7 @@ void client_auth_refused(tp_client *c, const char *sqlstate, const char *message
 {
     log_info("login failed: user \"%s\", pool \"%s\", client %llu (%s): %s (%s)", c->user, c->database,
              (unsigned long long)c->id, c->peer, message,
-             config_auth_type_to_str((config_auth_type)c->auth_method));
+             method_name(c));
     client_fatal(c, sqlstate, message);
 }
 
@@ -117,7 +133,7 @@ static void scram_start(tp_client *c, auth_user *u)
     /* No user, or an md5 entry (which cannot check a SCRAM proof): NULL, a
      * mock exchange that looks the same and fails at the end. */
     const char *secret = u ? auth_user_scram_secret(u) : NULL;
-    if ((u && u->kind == AUTH_SECRET_PLAIN && !secret) || !(c->scram = auth_scram_new(c->user, secret))) {
+    if ((u && u->kind == AUTH_SECRET_PLAIN && !secret) || !(c->auth->scram = auth_scram_new(c->user, secret))) {
         client_fatal(c, "53200", "out of memory");
         return;
     }
@@ -128,24 +144,28 @@ static void scram_start(tp_client *c, auth_user *u)
 /* md5 and password: the secret is kept for the check of the answer. */
 static void password_start(tp_client *c, const auth_user *u)
 {
-    if (u && !(c->secret = strdup(u->secret))) {
+    if (u && !(c->auth->secret = strdup(u->secret))) {
         client_fatal(c, "53200", "out of memory");
         return;
     }
-    if (c->auth_method == CONFIG_AUTH_PASSWORD) {
+    if (c->auth->method == CONFIG_AUTH_PASSWORD) {
         send_auth_request(c, AUTH_CLEARTEXT, NULL, 0);
         return;
     }
-    if (auth_random_bytes(c->md5_salt, sizeof c->md5_salt) < 0) {
+    if (auth_random_bytes(c->auth->md5_salt, sizeof c->auth->md5_salt) < 0) {
         client_fatal(c, "XX000", "could not generate a random salt");
         return;
     }
-    send_auth_request(c, AUTH_MD5, c->md5_salt, sizeof c->md5_salt);
+    send_auth_request(c, AUTH_MD5, c->auth->md5_salt, sizeof c->auth->md5_salt);
 }
 
 void client_auth_start(tp_client *c)
 {
-    c->auth_method = tp.cfg->auth_type;
+    if (!(c->auth = calloc(1, sizeof *c->auth))) {
+        client_fatal(c, "53200", "out of memory");
+        return;
+    }
+    c->auth->method = tp.cfg->auth_type;
     auth_user *u = tp.have_users ? auth_file_find(&tp.users, c->user) : NULL;
     switch (tp.cfg->auth_type) {
     case CONFIG_AUTH_TRUST: {
@@ -174,7 +194,7 @@ static void scram_step(tp_client *c, const proto_msg *m)
     size_t out_len = 0;
     const char *why = NULL;
     auth_scram_result r;
-    if (c->auth_step == 0) {
+    if (c->auth->step == 0) {
         const char *mech;
         const uint8_t *data;
         int32_t data_len;
@@ -186,11 +206,11 @@ static void scram_step(tp_client *c, const proto_msg *m)
             client_auth_refused(c, "28000", "client selected an invalid SASL authentication mechanism");
             return;
         }
-        r = auth_scram_client_first(c->scram, data, (size_t)data_len, &out, &out_len, &why);
+        r = auth_scram_client_first(c->auth->scram, data, (size_t)data_len, &out, &out_len, &why);
     } else {
-        r = auth_scram_client_final(c->scram, m->body, m->body_len, &out, &out_len, &why);
+        r = auth_scram_client_final(c->auth->scram, m->body, m->body_len, &out, &out_len, &why);
     }
-    c->auth_step++;
+    c->auth->step++;
     switch (r) {
     case AUTH_SCRAM_CONTINUE:
         send_auth_request(c, AUTH_SASL_CONTINUE, out, out_len);
@@ -221,7 +241,7 @@ void client_auth_message(tp_client *c, const proto_msg *m)
         client_auth_refused(c, "08P01", "expected password response");
         return;
     }
-    if (c->auth_method == CONFIG_AUTH_SCRAM_SHA_256) {
+    if (c->auth->method == CONFIG_AUTH_SCRAM_SHA_256) {
         scram_step(c, m);
         return;
     }
@@ -231,10 +251,10 @@ void client_auth_message(tp_client *c, const proto_msg *m)
         return;
     }
     bool ok;
-    if (c->auth_method == CONFIG_AUTH_MD5)
-        ok = c->secret && auth_md5_check(c->user, c->secret, c->md5_salt, answer);
+    if (c->auth->method == CONFIG_AUTH_MD5)
+        ok = c->auth->secret && auth_md5_check(c->user, c->auth->secret, c->auth->md5_salt, answer);
     else
-        ok = c->secret && auth_password_check(c->user, c->secret, answer);
+        ok = c->auth->secret && auth_password_check(c->user, c->auth->secret, answer);
     if (!ok) {
         auth_failed(c, "password", NULL);
         return;

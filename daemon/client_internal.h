@@ -28,6 +28,9 @@ void client_login(tp_client *c);
 /* Apply the client's startup parameters to its backend, then continue. */
 void client_sync_params(tp_client *c);
 bool client_param_is_reported(const char *name);
+/* Change one of the client's parameters (value NULL: remove it); its startup
+ * parameters are kept apart first. -1 when out of memory. */
+int client_param_set(tp_client *c, const char *name, const char *value) __attribute__((warn_unused_result));
 /* Relay input to the backend after linking (client.c). */
 void client_process_input(tp_client *c);
 /* Act on what is buffered, in whatever state the client is (the admin

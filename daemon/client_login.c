@@ -26,24 +26,7 @@
 #include "daemon/pools.h"
 #include "daemon/server.h"
 
-static bool in_list(const char *const *names, const char *name)
-{
-    for (int i = 0; names[i]; i++)
-        if (strcasecmp(names[i], name) == 0) return true;
-    return false;
-}
-
 bool client_param_is_reported(const char *name) { return params_is_reported(name); }
-
-/* Reported parameters a client may set; the others describe the server or
- * follow from the pool's configuration. */
-static bool is_settable_reported(const char *name)
-{
-    static const char *const names[] = {"application_name", "client_encoding", "DateStyle",
-                                        "IntervalStyle", "TimeZone", "standard_conforming_strings",
-                                        NULL};
-    return in_list(names, name);
-}
 
 static void send_login_reply(tp_client *c, const tp_params *server, char txn_status)
 {
@@ -54,13 +37,13 @@ static void send_login_reply(tp_client *c, const tp_params *server, char txn_sta
     proto_buf_init(&pb);
     for (size_t i = 0; i < server->count; i++) {
         const tp_param *sp = &server->items[i];
-        if (!client_param_is_reported(sp->name)) continue;
-        const char *own = params_get(&c->params, sp->name);
+        if (!(sp->kind & PARAM_REPORTED)) continue;
+        const char *own = params_get_like(&c->params, sp);
         proto_build_param_status(&pb, sp->name, own ? own : sp->value);
     }
     for (size_t i = 0; i < c->params.count; i++) {
         const tp_param *cp = &c->params.items[i];
-        if (client_param_is_reported(cp->name) && !params_get(server, cp->name))
+        if ((cp->kind & PARAM_REPORTED) && !params_get_like(server, cp))
             proto_build_param_status(&pb, cp->name, cp->value);
     }
     proto_build_backend_key(&pb, c->key_pid, c->key_secret);
@@ -70,6 +53,20 @@ static void send_login_reply(tp_client *c, const tp_params *server, char txn_sta
     if (rc < 0) return;
     c->logged_in = true;
     c->idle_since = client_limits_clock();
+}
+
+/* Clients log in with the same parameters mostly (a driver's, an
+ * application's): the same as the previous login's, they take its tag, so
+ * that a backend in sync with one is seen in sync with all at once. */
+static void share_login_tag(tp_client *c)
+{
+    static tp_params last;
+    if (params_equal(&c->params, &last)) {
+        c->params.tag = last.tag;
+        return;
+    }
+    params_clear(&last);
+    if (params_copy(&last, &c->params) < 0) params_clear(&last);
 }
 
 void client_login(tp_client *c)
@@ -104,6 +101,7 @@ void client_login(tp_client *c)
     c->pool = p;
     c->txn_pooling = p->cfg.pool_mode == CONFIG_POOL_MODE_TRANSACTION;
     p->clients++;
+    share_login_tag(c);
     log_debug("client %llu (%s): user \"%s\" logged in to pool %s", (unsigned long long)c->id, c->peer,
               c->user, p->cfg.name);
     if (p->cfg.pool_mode == CONFIG_POOL_MODE_TRANSACTION && p->server_params.count > 0) {
@@ -130,6 +128,20 @@ static void append_quoted(proto_buf *b, const char *s, char q)
     proto_buf_append(b, &q, 1);
 }
 
+/* What a sync compares, as tags: equal tags, nothing to compare. */
+static void note_in_sync(const tp_client *c, tp_backend *b)
+{
+    b->synced_tags[0] = c->params.tag;
+    b->synced_tags[1] = c->pool->server_params.tag;
+    b->synced_tags[2] = b->params.tag;
+}
+
+static bool known_in_sync(const tp_client *c, const tp_backend *b)
+{
+    return b->synced_tags[0] == c->params.tag && b->synced_tags[1] == c->pool->server_params.tag &&
+           b->synced_tags[2] == b->params.tag;
+}
+
 static void continue_after_sync(tp_client *c)
 {
     bool login = c->state == CLIENT_LOGIN_WAIT;
@@ -148,14 +160,14 @@ static void continue_after_sync(tp_client *c)
 /* Which side wins for a parameter at sync time. */
 static bool wants_set(const tp_client *c, const tp_backend *b, const tp_param *cp)
 {
-    if (client_param_is_reported(cp->name) && !is_settable_reported(cp->name)) return false;
-    const char *have = params_get(&b->params, cp->name);
+    if ((cp->kind & PARAM_REPORTED) && !(cp->kind & PARAM_SETTABLE)) return false;
+    const char *have = params_get_like(&b->params, cp);
     return !have || strcmp(have, cp->value) != 0;
 }
 
 static bool wants_reset(const tp_client *c, const tp_param *bp)
 {
-    return !client_param_is_reported(bp->name) && !params_get(&c->params, bp->name);
+    return !(bp->kind & PARAM_REPORTED) && !params_get_like(&c->params, bp);
 }
 
 static void on_params_synced(tp_backend *b, bool ok, const char *sqlstate, const char *message)
@@ -179,14 +191,17 @@ static void on_params_synced(tp_backend *b, bool ok, const char *sqlstate, const
     for (size_t i = 0; i < c->params.count; i++) {
         tp_param *cp = &c->params.items[i];
         int rc = 0;
-        if (!client_param_is_reported(cp->name)) rc = params_set(&b->params, cp->name, cp->value);
-        else if (is_settable_reported(cp->name) && params_get(&b->params, cp->name))
-            rc = params_set(&c->params, cp->name, params_get(&b->params, cp->name));
+        const char *spelled;
+        if (!(cp->kind & PARAM_REPORTED))
+            rc = params_set(&b->params, cp->name, cp->value);
+        else if ((cp->kind & PARAM_SETTABLE) && (spelled = params_get_like(&b->params, cp)))
+            rc = client_param_set(c, cp->name, spelled);
         if (rc < 0) {
             client_fatal(c, "53200", "out of memory");
             return;
         }
     }
+    note_in_sync(c, b);
     continue_after_sync(c);
 }
 
@@ -205,6 +220,10 @@ static void append_set_config(proto_buf *sql, int *sets, const char *name, const
 void client_sync_params(tp_client *c)
 {
     tp_backend *b = c->backend;
+    if (known_in_sync(c, b)) {
+        continue_after_sync(c);
+        return;
+    }
     proto_buf sql;
     proto_buf_init(&sql);
     int sets = 0, resets = 0;
@@ -218,8 +237,8 @@ void client_sync_params(tp_client *c)
     const tp_params *pool_values = &c->pool->server_params;
     for (size_t i = 0; i < b->params.count; i++) {
         const tp_param *bp = &b->params.items[i];
-        if (!is_settable_reported(bp->name) || params_get(&c->params, bp->name)) continue;
-        const char *want = params_get(pool_values, bp->name);
+        if (!(bp->kind & PARAM_SETTABLE) || params_get_like(&c->params, bp)) continue;
+        const char *want = params_get_like(pool_values, bp);
         if (!want || strcmp(want, bp->value) == 0) continue;
         append_set_config(&sql, &sets, bp->name, want);
     }
@@ -238,6 +257,7 @@ void client_sync_params(tp_client *c)
     }
     if (sets + resets == 0) {
         proto_buf_free(&sql);
+        note_in_sync(c, b);
         continue_after_sync(c);
         return;
     }

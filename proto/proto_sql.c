@@ -7,7 +7,6 @@
  * the leading keywords of each and at the function names it calls. It errs on
  * the side of reporting state: a false report only keeps a client on its
  * backend longer. */
-#include <ctype.h>
 #include <stdbool.h>
 #include <string.h>
 #include <strings.h>
@@ -15,6 +14,25 @@
 #include "proto/proto.h"
 
 #define MAX_WORDS 6
+
+/* ASCII character classes, inline: <ctype.h>'s cost a call per character,
+ * and in the C locale they are ASCII anyway (a byte above 127 is none). */
+static inline bool is_space(char c)
+{
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+static inline bool is_alpha(char c)
+{
+    return (unsigned char)((c | 0x20) - 'a') < 26;
+}
+static inline bool is_alnum(char c)
+{
+    return is_alpha(c) || (unsigned char)(c - '0') < 10;
+}
+static inline char to_lower(char c)
+{
+    return (unsigned char)(c - 'A') < 26 ? (char)(c | 0x20) : c;
+}
 
 typedef struct scan {
     const char *p;
@@ -25,7 +43,8 @@ typedef struct scan {
 static void skip_noise(scan *s)
 {
     for (;;) {
-        while (s->p < s->end && isspace((unsigned char)*s->p)) s->p++;
+        while (s->p < s->end && is_space(*s->p))
+            s->p++;
         if (s->p + 1 < s->end && s->p[0] == '-' && s->p[1] == '-') {
             while (s->p < s->end && *s->p != '\n') s->p++;
             continue;
@@ -79,7 +98,8 @@ static bool skip_quoted(scan *s)
     if (p < s->end && *p == '$') {
         /* $tag$ ... $tag$ */
         const char *t = p + 1;
-        while (t < s->end && (isalnum((unsigned char)*t) || *t == '_')) t++;
+        while (t < s->end && (is_alnum(*t) || *t == '_'))
+            t++;
         if (t < s->end && *t == '$') {
             size_t tag_len = (size_t)(t - p + 1);
             const char *q = t + 1;
@@ -93,7 +113,8 @@ static bool skip_quoted(scan *s)
 
 static bool word_is(const char *w, size_t n, const char *kw)
 {
-    return strlen(kw) == n && strncasecmp(w, kw, n) == 0;
+    /* The first letters differ mostly: compared before the call. */
+    return strlen(kw) == n && to_lower(w[0]) == kw[0] && strncasecmp(w, kw, n) == 0;
 }
 
 typedef struct stmt_words {
@@ -160,8 +181,41 @@ static unsigned judge_statement(const stmt_words *sw, unsigned calls)
     return f;
 }
 
+/* True when the text is surely without session effects: one statement
+ * (a ';' may only end it) led by a word judge_statement ignores, and
+ * without the function names the full scan looks for ("advisory",
+ * "set_config", even inside literals or comments). Most queries are such
+ * and cost a fifth of a full scan this way; anything else gets one. */
+static bool surely_none(const char *sql, size_t len)
+{
+    scan s = {sql, sql + len};
+    skip_noise(&s);
+    const char *w = s.p;
+    while (s.p < s.end && is_alpha(*s.p))
+        s.p++;
+    size_t n = (size_t)(s.p - w);
+    if (!(word_is(w, n, "select") || word_is(w, n, "insert") || word_is(w, n, "update") ||
+          word_is(w, n, "delete") || word_is(w, n, "with") || word_is(w, n, "values") ||
+          word_is(w, n, "begin") || word_is(w, n, "commit") || word_is(w, n, "rollback")))
+        return false;
+    for (const char *p = s.p; p < s.end; p++) {
+        char c = (char)(*p | 0x20);
+        if (*p == ';') {
+            for (p++; p < s.end; p++)
+                if (!is_space(*p)) return false;
+            return true;
+        }
+        if (c == 'a' && s.end - p >= 8 && (p[1] | 0x20) == 'd' && strncasecmp(p, "advisory", 8) == 0)
+            return false;
+        if (c == 's' && s.end - p >= 10 && (p[1] | 0x20) == 'e' && strncasecmp(p, "set_config", 10) == 0)
+            return false;
+    }
+    return true;
+}
+
 unsigned proto_sql_session_effects(const char *sql, size_t len)
 {
+    if (surely_none(sql, len)) return 0;
     scan s = {sql, sql + len};
     unsigned flags = 0, calls = 0;
     stmt_words sw = {.count = 0};
@@ -183,9 +237,10 @@ unsigned proto_sql_session_effects(const char *sql, size_t len)
             continue;
         }
         if (skip_quoted(&s)) continue;
-        if (isalpha((unsigned char)*s.p) || *s.p == '_') {
+        if (is_alpha(*s.p) || *s.p == '_') {
             const char *w = s.p;
-            while (s.p < s.end && (isalnum((unsigned char)*s.p) || *s.p == '_' || *s.p == '$')) s.p++;
+            while (s.p < s.end && (is_alnum(*s.p) || *s.p == '_' || *s.p == '$'))
+                s.p++;
             size_t n = (size_t)(s.p - w);
             if (sw.count < MAX_WORDS) {
                 sw.w[sw.count] = w;
@@ -232,19 +287,32 @@ static int simple_words(const char *sql, size_t len, char w[SIMPLE_MAX_WORDS][12
         const char *b = s.p;
         if (*s.p == '=') {
             s.p++;
-        } else if (isalpha((unsigned char)*s.p) || *s.p == '_') {
-            while (s.p < s.end && (isalnum((unsigned char)*s.p) || *s.p == '_' || *s.p == '$' || *s.p == '.'))
+        } else if (is_alpha(*s.p) || *s.p == '_') {
+            while (s.p < s.end && (is_alnum(*s.p) || *s.p == '_' || *s.p == '$' || *s.p == '.'))
                 s.p++;
         } else {
             return -1;
         }
         size_t wl = (size_t)(s.p - b);
         if (n == SIMPLE_MAX_WORDS || wl >= 128) return -1;
-        for (size_t i = 0; i < wl; i++) w[n][i] = (char)tolower((unsigned char)b[i]);
+        for (size_t i = 0; i < wl; i++)
+            w[n][i] = to_lower(b[i]);
         w[n][wl] = '\0';
         n++;
     }
     return n;
+}
+
+/* Whether the statement starts with the word kw (lower case): a cheap test
+ * before the scans below, which most queries fail at their first word. */
+static bool first_word_is(const char *sql, size_t len, const char *kw)
+{
+    scan s = {sql, sql + len};
+    skip_noise(&s);
+    size_t n = strlen(kw);
+    if ((size_t)(s.end - s.p) < n || to_lower(*s.p) != kw[0] || strncasecmp(s.p, kw, n) != 0) return false;
+    const char *after = s.p + n;
+    return after == s.end || !(is_alnum(*after) || *after == '_' || *after == '$' || *after == '.');
 }
 
 static int copy_name(const char *nm, char *name, size_t cap)
@@ -256,6 +324,7 @@ static int copy_name(const char *nm, char *name, size_t cap)
 
 int proto_sql_deallocate_name(const char *sql, size_t len, char *name, size_t cap)
 {
+    if (!first_word_is(sql, len, "deallocate")) return 0;
     char w[SIMPLE_MAX_WORDS][128];
     int n = simple_words(sql, len, w);
     if (n < 2 || strcmp(w[0], "deallocate") != 0) return 0;
@@ -266,6 +335,7 @@ int proto_sql_deallocate_name(const char *sql, size_t len, char *name, size_t ca
 
 int proto_sql_reset_name(const char *sql, size_t len, char *name, size_t cap)
 {
+    if (!first_word_is(sql, len, "set") && !first_word_is(sql, len, "reset")) return 0;
     char w[SIMPLE_MAX_WORDS][128];
     int n = simple_words(sql, len, w);
     if (n == 2 && strcmp(w[0], "reset") == 0 && strcmp(w[1], "all") != 0) return copy_name(w[1], name, cap);
@@ -281,6 +351,7 @@ int proto_sql_simple_set(const char *sql, size_t len, char *name, size_t ncap, c
 {
     /* The value may be a quoted literal, which simple_words refuses: split
      * the text at the value first. */
+    if (!first_word_is(sql, len, "set")) return 0;
     scan s = {sql, sql + len};
     const char *vstart = NULL;
     int words = 0;
@@ -291,9 +362,10 @@ int proto_sql_simple_set(const char *sql, size_t len, char *name, size_t ncap, c
         if (*s.p == '=') {
             s.p++;
             assign = true;
-        } else if (isalpha((unsigned char)*s.p) || *s.p == '_') {
+        } else if (is_alpha(*s.p) || *s.p == '_') {
             const char *b = s.p;
-            while (s.p < s.end && (isalnum((unsigned char)*s.p) || *s.p == '_' || *s.p == '.')) s.p++;
+            while (s.p < s.end && (is_alnum(*s.p) || *s.p == '_' || *s.p == '.'))
+                s.p++;
             words++;
             if (words >= 2 && (size_t)(s.p - b) == 2 && strncasecmp(b, "to", 2) == 0) assign = true;
         } else {
@@ -327,7 +399,7 @@ int proto_sql_simple_set(const char *sql, size_t len, char *name, size_t ncap, c
         }
         p++;
     } else {
-        while (p < e && (isalnum((unsigned char)*p) || *p == '_' || *p == '.' || *p == '-')) {
+        while (p < e && (is_alnum(*p) || *p == '_' || *p == '.' || *p == '-')) {
             if (vn + 1 >= vcap) return 0;
             value[vn++] = *p++;
         }

@@ -23,6 +23,24 @@ START_TEST(test_set)
 }
 END_TEST
 
+/* The quick pass for plain statements must not hide what the scan finds. */
+START_TEST(test_plain_statements)
+{
+    ck_assert_uint_eq(fx("SELECT abalance FROM pgbench_accounts WHERE aid = 1;"), 0);
+    ck_assert_uint_eq(fx("  select 1 ;  \n"), 0);
+    ck_assert_uint_eq(fx("INSERT INTO t VALUES (1)"), 0);
+    ck_assert_uint_eq(fx("WITH x AS (SELECT 1) SELECT * FROM x"), 0);
+    ck_assert_uint_eq(fx("SELECT 1; SET work_mem = '1MB'"), PROTO_SQL_SET);
+    ck_assert_uint_eq(fx("SELECT ';'; LISTEN chan"), PROTO_SQL_LISTEN);
+    ck_assert_uint_eq(fx("select PG_ADVISORY_LOCK(1);"), PROTO_SQL_ADVISORY);
+    ck_assert_uint_eq(fx("WITH a AS (SELECT pg_try_advisory_lock(2)) SELECT * FROM a"), PROTO_SQL_ADVISORY);
+    ck_assert_uint_eq(fx("SELECT Set_Config('a.b', 'c', false)"), PROTO_SQL_SET);
+    ck_assert_uint_eq(fx("BEGIN; CREATE TEMP TABLE t (x int)"), PROTO_SQL_TEMP);
+    ck_assert_uint_eq(fx("SELECT 1 /* ; */; DECLARE c CURSOR WITH HOLD FOR SELECT 1"), PROTO_SQL_CURSOR);
+    ck_assert_uint_eq(fx("SELECTx pg_advisory_lock(1)"), PROTO_SQL_ADVISORY);
+}
+END_TEST
+
 START_TEST(test_other_state)
 {
     ck_assert_uint_eq(fx("LISTEN chan"), PROTO_SQL_LISTEN);
@@ -137,6 +155,7 @@ int main(void)
     TCase *tc = tcase_create("session_effects");
     tcase_add_test(tc, test_set);
     tcase_add_test(tc, test_other_state);
+    tcase_add_test(tc, test_plain_statements);
     tcase_add_test(tc, test_noise_is_skipped);
     tcase_add_test(tc, test_deallocate_name);
     tcase_add_test(tc, test_reset_name);
