@@ -249,6 +249,9 @@ pool_mode = transaction
 pool_size = {a.pool_size}
 max_overflow = 0
 pool_timeout = 60
+; like PgBouncer's default (server_round_robin = 0): the backend used last is
+; lent first, so one client keeps hitting a warm PostgreSQL process
+pool_use_lifo = true
 """)
 
     def start_pooler(self, name):
@@ -743,7 +746,7 @@ def report(s, started, elapsed, cmdline, mach):
     w(f"**Settings:** every client and pgbench on TCP 127.0.0.1; poolers reach PostgreSQL over "
       f"{'its Unix socket' if a.backend_socket else 'TCP 127.0.0.1'}; auth `{a.auth}` "
       f"(PostgreSQL: md5 on TCP); pool size {a.pool_size} for both poolers (transaction mode, "
-      f"tidepool max_overflow 0); `pgbench -i -s {a.scale}`; each pgbench run {a.duration} s, "
+      f"tidepool max_overflow 0 and pool_use_lifo true, as PgBouncer's server_round_robin 0); `pgbench -i -s {a.scale}`; each pgbench run {a.duration} s, "
       f"{a.reps} interleaved repetitions (order rotated D-B-N, B-N-D, N-D-B), median shown; "
       f"S1/S3 {a.clients} clients `-j 2`; S4 {a.many} clients; S5 {a.idle} clients.")
     w("")
