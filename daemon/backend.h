@@ -81,6 +81,9 @@ struct tp_backend {
     int pending_syncs;   /* Query/Sync sent whose ReadyForQuery hasn't come */
     bool in_copy;        /* CopyIn/CopyOut/CopyBoth in progress */
     bool copy_in;        /* while in_copy: it is COPY FROM STDIN (CopyInResponse) */
+    int copy_syncs;      /* Syncs relayed since the last Query/Execute and before
+                            any CopyDone/CopyFail: ignored if that is a COPY FROM STDIN */
+    bool copy_in_over;   /* CopyDone/CopyFail sent (or the COPY failed) since then */
     char last_run;       /* 'Q' or 'E': the last Query or Execute relayed to it */
     tp_params params;    /* parameters as this backend has them now */
     tp_expects expects;  /* what the messages sent will answer (transaction mode) */
@@ -116,6 +119,11 @@ void backend_pause_reading(tp_backend *b);
 void backend_resume_reading(tp_backend *b);
 /* True when it may be lent or kept: idle status, nothing pending. */
 bool backend_is_clean(const tp_backend *b);
+/* Account for a client message relayed to b: the ReadyForQuery each Query,
+ * FunctionCall and Sync owes, except Syncs sent in COPY FROM STDIN, which
+ * the server ignores (libpq sends one after an extended-protocol COPY's
+ * Execute, and another after CopyDone). */
+void backend_count_client_message(tp_backend *b, uint8_t type);
 size_t backend_out_queue(const tp_backend *b);
 /* Settings PostgreSQL does not report changed (SET/RESET/DISCARD): mark
  * their recorded values unknown so the next sync sets or resets them. */
