@@ -61,7 +61,8 @@ struct tp_backend {
     uv_getaddrinfo_t gai;
     int resolve_index;   /* host being resolved */
     char **hosts;        /* host list from the pool url (for resolution) */
-    char **hostaddrs;    /* resolved addresses, "" for Unix sockets */
+    char **hostaddrs;    /* per host: its addresses, comma-separated; "" when
+                            libpq needs none (Unix socket); NULL: did not resolve */
     int n_hosts;
     backend_connect_cb on_connected;
     uv_timer_t *connect_timer; /* deadline of the connect (malloc'd; freed by its close) */

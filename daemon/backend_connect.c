@@ -3,7 +3,8 @@
  * The pool's conninfo is split by libpq's own parser. Host names are resolved
  * with uv_getaddrinfo (on libuv's thread pool) and handed to libpq as
  * hostaddr, so PQconnectPoll never calls the blocking resolver; Unix socket
- * paths and numeric addresses need no resolution. PQconnectStartParams and
+ * paths and numeric addresses need no resolution. As with libpq, every
+ * address of a name is tried, and a name that does not resolve is skipped. PQconnectStartParams and
  * PQconnectPoll then run the connect, TLS and authentication, driven by a
  * uv_poll on libpq's socket (which may change between hosts of a multi-host
  * url). Once connected, the pool's on_connect SQL runs, then the callback. */
@@ -199,19 +200,66 @@ static bool needs_resolution(const char *h)
     return h[0] != '\0' && h[0] != '/' && h[0] != '@' && !is_numeric_addr(h);
 }
 
-/* Join strings with commas into a malloc'd string. */
-static char *join_hosts(char **items, int n)
+/* Item i of a comma-separated list as [*start, *start+len); false past its end. */
+static bool list_item(const char *list, int i, const char **start, size_t *len)
 {
-    size_t len = 1;
-    for (int i = 0; i < n; i++) len += strlen(items[i]) + 1;
-    char *s = malloc(len);
-    if (!s) return NULL;
-    s[0] = '\0';
-    for (int i = 0; i < n; i++) {
-        if (i) strcat(s, ",");
-        strcat(s, items[i]);
+    const char *s = list;
+    for (; i > 0; i--) {
+        s = strchr(s, ',');
+        if (!s) return false;
+        s++;
     }
-    return s;
+    const char *e = strchr(s, ',');
+    *start = s;
+    *len = e ? (size_t)(e - s) : strlen(s);
+    return true;
+}
+
+static int list_count(const char *list)
+{
+    int n = 1;
+    for (const char *s = list; *s; s++) n += *s == ',';
+    return n;
+}
+
+/* libpq's host, hostaddr and port lists (malloc'd) for the hosts that
+ * resolved: a name with several addresses becomes one entry per address,
+ * which libpq tries in turn as it does for names it resolves itself; a name
+ * that did not resolve is left out. ports: the url's port list (NULL: none).
+ * Returns the number of entries, or -1 (out of memory). */
+static int expand_hosts(tp_backend *b, const char *ports, char **host_list, char **addr_list, char **port_list)
+{
+    bool per_host = ports && b->n_hosts > 1 && list_count(ports) == b->n_hosts;
+    size_t sizes[3];
+    FILE *f[3] = {open_memstream(host_list, &sizes[0]), open_memstream(addr_list, &sizes[1]),
+                  per_host ? open_memstream(port_list, &sizes[2]) : NULL};
+    int entries = 0;
+    for (int i = 0; i < b->n_hosts && f[0] && f[1] && (f[2] || !per_host); i++) {
+        if (!b->hostaddrs[i]) continue; /* did not resolve */
+        const char *port = "";
+        size_t port_len = 0;
+        if (per_host) list_item(ports, i, &port, &port_len);
+        const char *addr;
+        size_t addr_len;
+        for (int k = 0; list_item(b->hostaddrs[i], k, &addr, &addr_len); k++, entries++) {
+            const char *sep = entries ? "," : "";
+            fprintf(f[0], "%s%s", sep, b->hosts[i]);
+            fprintf(f[1], "%s%.*s", sep, (int)addr_len, addr);
+            if (per_host) fprintf(f[2], "%s%.*s", sep, (int)port_len, port);
+        }
+    }
+    bool ok = f[0] && f[1] && (f[2] || !per_host);
+    for (int k = 0; k < 3; k++)
+        if (f[k] && fclose(f[k]) != 0) ok = false;
+    if (!per_host) *port_list = NULL;
+    if (!ok) {
+        free(*host_list);
+        free(*addr_list);
+        free(*port_list);
+        *host_list = *addr_list = *port_list = NULL;
+        return -1;
+    }
+    return entries;
 }
 
 static void start_libpq(tp_backend *b)
@@ -227,12 +275,28 @@ static void start_libpq(tp_backend *b)
     const char *kw[MAX_CONN_KEYWORDS + 1];
     const char *val[MAX_CONN_KEYWORDS + 1];
     int n = 0;
-    char *options = NULL, *hostaddr = NULL;
+    char *options = NULL, *host_list = NULL, *addr_list = NULL, *port_list = NULL;
     bool have_fallback = false;
-    for (PQconninfoOption *o = opts; o->keyword && n < MAX_CONN_KEYWORDS - 3; o++) {
+    if (b->n_hosts > 0) {
+        const char *ports = NULL;
+        for (PQconninfoOption *o = opts; o->keyword; o++)
+            if (strcmp(o->keyword, "port") == 0 && o->val && *o->val) ports = o->val;
+        int entries = expand_hosts(b, ports, &host_list, &addr_list, &port_list);
+        if (entries <= 0) {
+            PQconninfoFree(opts);
+            free(host_list);
+            free(addr_list);
+            free(port_list);
+            connect_failed(b, entries < 0 ? "out of memory"
+                                          : (b->connect_error ? b->connect_error : "no host could be resolved"));
+            return;
+        }
+    }
+    for (PQconninfoOption *o = opts; o->keyword && n < MAX_CONN_KEYWORDS - 5; o++) {
         if (!o->val) continue;
         if (strcmp(o->keyword, "options") == 0) continue; /* merged below */
-        if (strcmp(o->keyword, "hostaddr") == 0 && b->n_hosts > 0) continue;
+        if (b->n_hosts > 0 && (strcmp(o->keyword, "hostaddr") == 0 || strcmp(o->keyword, "host") == 0)) continue;
+        if (port_list && strcmp(o->keyword, "port") == 0) continue;
         if (strcmp(o->keyword, "fallback_application_name") == 0) have_fallback = true;
         kw[n] = o->keyword;
         val[n] = o->val;
@@ -255,11 +319,13 @@ static void start_libpq(tp_backend *b)
         }
     }
     if (b->n_hosts > 0) {
-        hostaddr = join_hosts(b->hostaddrs, b->n_hosts);
-        if (hostaddr) {
-            kw[n] = "hostaddr";
-            val[n] = hostaddr;
-            n++;
+        kw[n] = "host";
+        val[n++] = host_list;
+        kw[n] = "hostaddr";
+        val[n++] = addr_list;
+        if (port_list) {
+            kw[n] = "port";
+            val[n++] = port_list;
         }
     }
     if (!have_fallback) {
@@ -274,7 +340,9 @@ static void start_libpq(tp_backend *b)
     b->conn = PQconnectStartParams(kw, val, 0);
     PQconninfoFree(opts);
     free(options);
-    free(hostaddr);
+    free(host_list);
+    free(addr_list);
+    free(port_list);
     if (!b->conn) {
         connect_failed(b, "out of memory");
         return;
@@ -304,22 +372,35 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     int i = b->resolve_index;
-    if (status < 0 || !res) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "could not translate host name \"%s\" to address: %s",
-                 b->hosts[i], uv_strerror(status));
-        uv_freeaddrinfo(res);
-        connect_failed(b, msg);
-        return;
-    }
-    char addr[64] = "";
-    if (res->ai_family == AF_INET6)
-        uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, addr, sizeof addr);
-    else
-        uv_ip4_name((struct sockaddr_in *)res->ai_addr, addr, sizeof addr);
-    uv_freeaddrinfo(res);
     free(b->hostaddrs[i]);
-    b->hostaddrs[i] = strdup(addr);
+    b->hostaddrs[i] = NULL;
+    if (status < 0 || !res) {
+        /* As libpq does: leave this host out and try the others. */
+        char msg[300];
+        snprintf(msg, sizeof msg, "could not translate host name \"%s\" to address: %s", b->hosts[i],
+                 uv_strerror(status));
+        log_warn("pool %s: backend %llu: %s; trying the other hosts", b->pool->cfg.pool_logging_name,
+                 (unsigned long long)b->id, msg);
+        free(b->connect_error);
+        b->connect_error = strdup(msg);
+    } else {
+        /* Every address, comma-separated: each becomes a libpq host entry. */
+        size_t size = 0;
+        FILE *f = open_memstream(&b->hostaddrs[i], &size);
+        int count = 0;
+        for (struct addrinfo *a = res; f && a; a = a->ai_next) {
+            char addr[64] = "";
+            if (a->ai_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)a->ai_addr, addr, sizeof addr);
+            else if (a->ai_family == AF_INET) uv_ip4_name((struct sockaddr_in *)a->ai_addr, addr, sizeof addr);
+            else continue;
+            fprintf(f, "%s%s", count++ ? "," : "", addr);
+        }
+        if (!f || fclose(f) != 0 || count == 0) {
+            free(b->hostaddrs[i]);
+            b->hostaddrs[i] = NULL;
+        }
+    }
+    uv_freeaddrinfo(res);
     b->resolve_index++;
     resolve_next(b);
 }

@@ -96,5 +96,29 @@ class TwoHosts(h.TestCase):
         self.assertTrue(tp.running)
 
 
+class HostNames(h.TestCase):
+    def test_unresolvable_host_is_skipped(self):
+        # libpq skips a host name that does not resolve; so does tidepool,
+        # keeping each host's own port (the bad host's port 1 would refuse).
+        with h.Cluster() as pg:
+            bad = "no-such-host.invalid"
+            pools = {
+                "skip": {"url": f"host={bad},localhost port=1,{pg.port} dbname=inventorydb user=app "
+                                f"password=secret connect_timeout=5", "pool_size": 1, "pool_timeout": 10},
+                "none": {"url": f"host={bad} port={pg.port} dbname=inventorydb user=app password=secret",
+                         "pool_size": 1, "pool_timeout": 3},
+            }
+            with h.Tidepool(pg, pools=pools, settings={"log_level": "info"}) as tp:
+                with tp.connect(dbname="skip") as conn, conn.cursor() as cur:
+                    cur.execute("SELECT inet_server_port()")
+                    self.assertEqual(cur.fetchone()[0], pg.port)
+                conn.close()
+                # No host resolves: the client gets the resolver's error.
+                with self.assertRaises(Exception) as cm:
+                    tp.connect(dbname="none").close()
+                self.assertIn("could not translate host name", str(cm.exception))
+                self.assertIn(f'"{bad}"', tp.log_text())
+
+
 if __name__ == "__main__":
     h.main()
