@@ -39,6 +39,13 @@ typedef void (*backend_query_cb)(tp_backend *b, bool ok, const char *sqlstate,
 /* Called once when a connect attempt ends; error is NULL on success. */
 typedef void (*backend_connect_cb)(tp_backend *b, const char *error);
 
+/* One host entry of a connect: a host of the url and one of its addresses. */
+typedef struct {
+    char *host; /* as the url names it */
+    char *addr; /* for libpq's hostaddr; "" when libpq needs none */
+    char *port; /* its own port, or NULL: the url's port applies to all */
+} backend_target;
+
 struct tp_backend {
     pool_conn slot;      /* pool slot; slot.data = this */
     tp_pool *pool;
@@ -64,6 +71,10 @@ struct tp_backend {
     char **hostaddrs;    /* per host: its addresses, comma-separated; "" when
                             libpq needs none (Unix socket); NULL: did not resolve */
     int n_hosts;
+    backend_target *targets; /* multi-host urls: libpq's host entries, one per address */
+    int n_targets;
+    int target_first;    /* first entry handed to libpq in this attempt */
+    int target_now;      /* entry libpq is trying: its own connect deadline */
     backend_connect_cb on_connected;
     uv_timer_t *connect_timer; /* deadline of the connect (malloc'd; freed by its close) */
     char *connect_error; /* message of a failed connect (malloc'd) */

@@ -43,6 +43,8 @@ tp_backend *backend_alloc(tp_pool *p)
     return b;
 }
 
+static void free_targets(tp_backend *b);
+
 static void free_hosts(tp_backend *b)
 {
     for (int i = 0; i < b->n_hosts; i++) {
@@ -53,6 +55,7 @@ static void free_hosts(tp_backend *b)
     free(b->hostaddrs);
     b->hosts = b->hostaddrs = NULL;
     b->n_hosts = 0;
+    free_targets(b);
 }
 
 void backend_free_memory(tp_backend *b)
@@ -156,6 +159,31 @@ static void on_connected(tp_backend *b)
     connect_done(b, NULL);
 }
 
+static void restart_connect_timer(tp_backend *b);
+
+/* Which of the entries libpq is trying now (it goes through them in order):
+ * when it moved on, that entry gets its own deadline, as connect_timeout
+ * gives each host in libpq. */
+static void follow_target(tp_backend *b)
+{
+    if (!b->targets) return;
+    const char *host = PQhost(b->conn), *port = PQport(b->conn), *addr = PQhostaddr(b->conn);
+    int found = -1;
+    for (int i = b->target_now; host && i < b->n_targets; i++) {
+        const backend_target *t = &b->targets[i];
+        if (strcmp(t->host, host) != 0 || (t->port && *t->port && port && strcmp(t->port, port) != 0)) continue;
+        if (found < 0) found = i; /* the first of a name's addresses, unless one matches */
+        if (addr && strcmp(t->addr, addr) == 0) {
+            found = i;
+            break;
+        }
+    }
+    if (found > b->target_now) {
+        b->target_now = found;
+        restart_connect_timer(b);
+    }
+}
+
 /* One step of PQconnectPoll; sets the poll to what libpq waits for. */
 static void connect_step(tp_backend *b)
 {
@@ -180,6 +208,7 @@ static void connect_step(tp_backend *b)
         uv_poll_stop(b->poll);
         b->poll_events = 0;
     }
+    follow_target(b);
     if (st == PGRES_POLLING_OK) on_connected(b);
     else backend_poll_update(b, st == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE);
 }
@@ -222,44 +251,73 @@ static int list_count(const char *list)
     return n;
 }
 
-/* libpq's host, hostaddr and port lists (malloc'd) for the hosts that
- * resolved: a name with several addresses becomes one entry per address,
- * which libpq tries in turn as it does for names it resolves itself; a name
- * that did not resolve is left out. ports: the url's port list (NULL: none).
- * Returns the number of entries, or -1 (out of memory). */
-static int expand_hosts(tp_backend *b, const char *ports, char **host_list, char **addr_list, char **port_list)
+static void free_targets(tp_backend *b)
+{
+    for (int i = 0; i < b->n_targets; i++) {
+        free(b->targets[i].host);
+        free(b->targets[i].addr);
+        free(b->targets[i].port);
+    }
+    free(b->targets);
+    b->targets = NULL;
+    b->n_targets = b->target_first = b->target_now = 0;
+}
+
+static char *strndup_or_empty(const char *s, size_t len) { return strndup(s ? s : "", s ? len : 0); }
+
+/* libpq's host entries for the hosts that resolved: a name with several
+ * addresses becomes one entry per address, which libpq tries in turn as it
+ * does for names it resolves itself; a name that did not resolve is left
+ * out. ports: the url's port list (NULL: none). Returns the number of
+ * entries, or -1 (out of memory). */
+static int build_targets(tp_backend *b, const char *ports)
 {
     bool per_host = ports && b->n_hosts > 1 && list_count(ports) == b->n_hosts;
+    int cap = 0;
+    for (int i = 0; i < b->n_hosts; i++)
+        if (b->hostaddrs[i]) cap += list_count(b->hostaddrs[i]);
+    b->targets = calloc((size_t)(cap ? cap : 1), sizeof *b->targets);
+    if (!b->targets) return -1;
+    for (int i = 0; i < b->n_hosts; i++) {
+        if (!b->hostaddrs[i]) continue; /* did not resolve */
+        const char *port = NULL, *addr;
+        size_t port_len = 0, addr_len;
+        if (per_host) list_item(ports, i, &port, &port_len);
+        for (int k = 0; list_item(b->hostaddrs[i], k, &addr, &addr_len) && b->n_targets < cap; k++) {
+            backend_target *t = &b->targets[b->n_targets++];
+            t->host = strdup(b->hosts[i]);
+            t->addr = strndup(addr, addr_len);
+            t->port = per_host ? strndup_or_empty(port, port_len) : NULL;
+            if (!t->host || !t->addr || (per_host && !t->port)) return -1;
+        }
+    }
+    return b->n_targets;
+}
+
+/* libpq's host, hostaddr and port lists (malloc'd) of the entries from
+ * target_first on; *port_list NULL when the url's port applies to all. */
+static int join_targets(tp_backend *b, char **host_list, char **addr_list, char **port_list)
+{
+    bool per_host = b->targets[0].port != NULL;
     size_t sizes[3];
     FILE *f[3] = {open_memstream(host_list, &sizes[0]), open_memstream(addr_list, &sizes[1]),
                   per_host ? open_memstream(port_list, &sizes[2]) : NULL};
-    int entries = 0;
-    for (int i = 0; i < b->n_hosts && f[0] && f[1] && (f[2] || !per_host); i++) {
-        if (!b->hostaddrs[i]) continue; /* did not resolve */
-        const char *port = "";
-        size_t port_len = 0;
-        if (per_host) list_item(ports, i, &port, &port_len);
-        const char *addr;
-        size_t addr_len;
-        for (int k = 0; list_item(b->hostaddrs[i], k, &addr, &addr_len); k++, entries++) {
-            const char *sep = entries ? "," : "";
-            fprintf(f[0], "%s%s", sep, b->hosts[i]);
-            fprintf(f[1], "%s%.*s", sep, (int)addr_len, addr);
-            if (per_host) fprintf(f[2], "%s%.*s", sep, (int)port_len, port);
-        }
-    }
     bool ok = f[0] && f[1] && (f[2] || !per_host);
+    for (int i = b->target_first; ok && i < b->n_targets; i++) {
+        const char *sep = i > b->target_first ? "," : "";
+        fprintf(f[0], "%s%s", sep, b->targets[i].host);
+        fprintf(f[1], "%s%s", sep, b->targets[i].addr);
+        if (per_host) fprintf(f[2], "%s%s", sep, b->targets[i].port);
+    }
     for (int k = 0; k < 3; k++)
         if (f[k] && fclose(f[k]) != 0) ok = false;
     if (!per_host) *port_list = NULL;
-    if (!ok) {
-        free(*host_list);
-        free(*addr_list);
-        free(*port_list);
-        *host_list = *addr_list = *port_list = NULL;
-        return -1;
-    }
-    return entries;
+    if (ok) return 0;
+    if (f[0]) free(*host_list);
+    if (f[1]) free(*addr_list);
+    if (f[2]) free(*port_list);
+    *host_list = *addr_list = *port_list = NULL;
+    return -1;
 }
 
 static void start_libpq(tp_backend *b)
@@ -281,14 +339,11 @@ static void start_libpq(tp_backend *b)
         const char *ports = NULL;
         for (PQconninfoOption *o = opts; o->keyword; o++)
             if (strcmp(o->keyword, "port") == 0 && o->val && *o->val) ports = o->val;
-        int entries = expand_hosts(b, ports, &host_list, &addr_list, &port_list);
-        if (entries <= 0) {
+        int entries = b->targets ? b->n_targets : build_targets(b, ports);
+        if (entries <= 0 || join_targets(b, &host_list, &addr_list, &port_list) < 0) {
             PQconninfoFree(opts);
-            free(host_list);
-            free(addr_list);
-            free(port_list);
-            connect_failed(b, entries < 0 ? "out of memory"
-                                          : (b->connect_error ? b->connect_error : "no host could be resolved"));
+            connect_failed(b, entries != 0 ? "out of memory"
+                                           : (b->connect_error ? b->connect_error : "no host could be resolved"));
             return;
         }
     }
@@ -428,7 +483,8 @@ static void resolve_next(tp_backend *b)
 }
 
 /* Split the url's host list; prepare a hostaddr entry for each host. Returns
- * true when some host name must be resolved. */
+ * true when the hosts are kept: some name must be resolved, or there are
+ * several (each entry then gets its own connect deadline). */
 static bool plan_resolution(tp_backend *b)
 {
     PQconninfoOption *opts = PQconninfoParse(b->pool->cfg.conninfo, NULL);
@@ -459,19 +515,38 @@ static bool plan_resolution(tp_backend *b)
         }
     }
     PQconninfoFree(opts);
-    if (!any) free_hosts(b);
-    return any;
+    if (!any && b->n_hosts <= 1) free_hosts(b);
+    return b->n_hosts > 0; /* several hosts: their entries get a deadline each */
 }
 
 static void on_connect_timeout(uv_timer_t *t)
 {
     tp_backend *b = t->data;
+    if (b->on_connected && b->state == BACKEND_CONNECTING && b->targets && b->target_now + 1 < b->n_targets) {
+        /* libpq has no call to give up on one host: start it afresh on
+         * the entries after the one that did not answer in time. */
+        const backend_target *late = &b->targets[b->target_now];
+        bool other_addr = *late->addr && strcmp(late->addr, late->host) != 0;
+        log_warn("pool %s: backend %llu: timeout expired on host %s%s%s%s%s; trying the next host",
+                 b->pool->cfg.pool_logging_name, (unsigned long long)b->id, late->host,
+                 other_addr ? " address " : "", other_addr ? late->addr : "", late->port ? " port " : "",
+                 late->port ? late->port : "");
+        backend_poll_close(b);
+        PQfinish(b->conn);
+        b->conn = NULL;
+        b->fd = -1;
+        b->target_first = b->target_now = b->target_now + 1;
+        restart_connect_timer(b);
+        start_libpq(b);
+        return;
+    }
     backend_connect_timer_stop(b);
     if (b->on_connected && b->state != BACKEND_CLOSING) connect_failed(b, "timeout expired");
 }
 
-/* Seconds a whole connect may take: the url's connect_timeout (libpq's
- * minimum of 2; 0 or less = no limit), else DEFAULT_CONNECT_TIMEOUT.
+/* Seconds a connect may take on one host entry (one address of a name), as
+ * libpq's connect_timeout: the url's (libpq's minimum of 2; 0 or less = no
+ * limit), else DEFAULT_CONNECT_TIMEOUT.
  * PQconnectPoll does not enforce connect_timeout itself (only libpq's
  * blocking connect does), and without a deadline a server that accepts
  * and never answers (a stopped postmaster, a black hole) would hold the
@@ -488,6 +563,12 @@ static int connect_timeout_of(const char *conninfo)
         }
     PQconninfoFree(opts);
     return secs;
+}
+
+static void restart_connect_timer(tp_backend *b)
+{
+    int secs = connect_timeout_of(b->pool->cfg.conninfo);
+    if (b->connect_timer && secs > 0) uv_timer_start(b->connect_timer, on_connect_timeout, (uint64_t)secs * 1000, 0);
 }
 
 static void start_connect_timer(tp_backend *b)
