@@ -233,6 +233,30 @@ int backend_copy_fail(tp_backend *b, const char *why, backend_query_cb cb)
     return send_internal(b, &pb, 0, cb); /* the COPY's own ReadyForQuery ends it */
 }
 
+void backend_count_client_message(tp_backend *b, uint8_t type)
+{
+    switch (type) {
+    case 'Q':
+    case 'E':
+        if (type == 'Q') b->pending_syncs++;
+        b->copy_syncs = 0;
+        b->copy_in_over = false;
+        break;
+    case 'F': b->pending_syncs++; break;
+    case 'S':
+        if (b->copy_in_over) {
+            b->pending_syncs++;
+        } else if (!(b->in_copy && b->copy_in)) {
+            b->pending_syncs++; /* taken back at CopyInResponse if a COPY FROM STDIN runs */
+            b->copy_syncs++;
+        }
+        break;
+    case 'c':
+    case 'f': b->copy_in_over = true; break;
+    default: break;
+    }
+}
+
 bool backend_is_clean(const tp_backend *b)
 {
     return b->state != BACKEND_CLOSING && b->txn_status == 'I' && b->pending_syncs == 0 &&
@@ -321,6 +345,7 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
         return 0;
     }
     case 'E':
+        if (b->in_copy && b->copy_in) b->copy_in_over = true; /* the server left COPY: Syncs count again */
         if (b->query_cb) {
             proto_error_fields f;
             if (proto_parse_error(m, &f) == PROTO_COMPLETE && !b->query_message) {
@@ -357,6 +382,12 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
     case 'W':
         b->in_copy = true;
         b->copy_in = m->type == 'G';
+        if (b->copy_in) {
+            /* The server ignores the Syncs sent between the COPY and its
+             * CopyDone/CopyFail: no ReadyForQuery will answer them. */
+            b->pending_syncs -= b->copy_syncs < b->pending_syncs ? b->copy_syncs : b->pending_syncs;
+            b->copy_syncs = 0;
+        }
         forward(b, raw, m->total_len);
         return 0;
     default:

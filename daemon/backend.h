@@ -39,6 +39,13 @@ typedef void (*backend_query_cb)(tp_backend *b, bool ok, const char *sqlstate,
 /* Called once when a connect attempt ends; error is NULL on success. */
 typedef void (*backend_connect_cb)(tp_backend *b, const char *error);
 
+/* One host entry of a connect: a host of the url and one of its addresses. */
+typedef struct {
+    char *host; /* as the url names it */
+    char *addr; /* for libpq's hostaddr; "" when libpq needs none */
+    char *port; /* its own port, or NULL: the url's port applies to all */
+} backend_target;
+
 struct tp_backend {
     pool_conn slot;      /* pool slot; slot.data = this */
     tp_pool *pool;
@@ -61,8 +68,13 @@ struct tp_backend {
     uv_getaddrinfo_t gai;
     int resolve_index;   /* host being resolved */
     char **hosts;        /* host list from the pool url (for resolution) */
-    char **hostaddrs;    /* resolved addresses, "" for Unix sockets */
+    char **hostaddrs;    /* per host: its addresses, comma-separated; "" when
+                            libpq needs none (Unix socket); NULL: did not resolve */
     int n_hosts;
+    backend_target *targets; /* multi-host urls: libpq's host entries, one per address */
+    int n_targets;
+    int target_first;    /* first entry handed to libpq in this attempt */
+    int target_now;      /* entry libpq is trying: its own connect deadline */
     backend_connect_cb on_connected;
     uv_timer_t *connect_timer; /* deadline of the connect (malloc'd; freed by its close) */
     char *connect_error; /* message of a failed connect (malloc'd) */
@@ -81,6 +93,9 @@ struct tp_backend {
     int pending_syncs;   /* Query/Sync sent whose ReadyForQuery hasn't come */
     bool in_copy;        /* CopyIn/CopyOut/CopyBoth in progress */
     bool copy_in;        /* while in_copy: it is COPY FROM STDIN (CopyInResponse) */
+    int copy_syncs;      /* Syncs relayed since the last Query/Execute and before
+                            any CopyDone/CopyFail: ignored if that is a COPY FROM STDIN */
+    bool copy_in_over;   /* CopyDone/CopyFail sent (or the COPY failed) since then */
     char last_run;       /* 'Q' or 'E': the last Query or Execute relayed to it */
     tp_params params;    /* parameters as this backend has them now */
     uint64_t synced_tags[3]; /* tags of the client's, the pool's and its own
@@ -118,6 +133,11 @@ void backend_pause_reading(tp_backend *b);
 void backend_resume_reading(tp_backend *b);
 /* True when it may be lent or kept: idle status, nothing pending. */
 bool backend_is_clean(const tp_backend *b);
+/* Account for a client message relayed to b: the ReadyForQuery each Query,
+ * FunctionCall and Sync owes, except Syncs sent in COPY FROM STDIN, which
+ * the server ignores (libpq sends one after an extended-protocol COPY's
+ * Execute, and another after CopyDone). */
+void backend_count_client_message(tp_backend *b, uint8_t type);
 size_t backend_out_queue(const tp_backend *b);
 /* Settings PostgreSQL does not report changed (SET/RESET/DISCARD): mark
  * their recorded values unknown so the next sync sets or resets them. */

@@ -3,7 +3,8 @@
  * The pool's conninfo is split by libpq's own parser. Host names are resolved
  * with uv_getaddrinfo (on libuv's thread pool) and handed to libpq as
  * hostaddr, so PQconnectPoll never calls the blocking resolver; Unix socket
- * paths and numeric addresses need no resolution. PQconnectStartParams and
+ * paths and numeric addresses need no resolution. As with libpq, every
+ * address of a name is tried, and a name that does not resolve is skipped. PQconnectStartParams and
  * PQconnectPoll then run the connect, TLS and authentication, driven by a
  * uv_poll on libpq's socket (which may change between hosts of a multi-host
  * url). Once connected, the pool's on_connect SQL runs, then the callback. */
@@ -42,6 +43,8 @@ tp_backend *backend_alloc(tp_pool *p)
     return b;
 }
 
+static void free_targets(tp_backend *b);
+
 static void free_hosts(tp_backend *b)
 {
     for (int i = 0; i < b->n_hosts; i++) {
@@ -52,6 +55,7 @@ static void free_hosts(tp_backend *b)
     free(b->hostaddrs);
     b->hosts = b->hostaddrs = NULL;
     b->n_hosts = 0;
+    free_targets(b);
 }
 
 void backend_free_memory(tp_backend *b)
@@ -155,6 +159,31 @@ static void on_connected(tp_backend *b)
     connect_done(b, NULL);
 }
 
+static void restart_connect_timer(tp_backend *b);
+
+/* Which of the entries libpq is trying now (it goes through them in order):
+ * when it moved on, that entry gets its own deadline, as connect_timeout
+ * gives each host in libpq. */
+static void follow_target(tp_backend *b)
+{
+    if (!b->targets) return;
+    const char *host = PQhost(b->conn), *port = PQport(b->conn), *addr = PQhostaddr(b->conn);
+    int found = -1;
+    for (int i = b->target_now; host && i < b->n_targets; i++) {
+        const backend_target *t = &b->targets[i];
+        if (strcmp(t->host, host) != 0 || (t->port && *t->port && port && strcmp(t->port, port) != 0)) continue;
+        if (found < 0) found = i; /* the first of a name's addresses, unless one matches */
+        if (addr && strcmp(t->addr, addr) == 0) {
+            found = i;
+            break;
+        }
+    }
+    if (found > b->target_now) {
+        b->target_now = found;
+        restart_connect_timer(b);
+    }
+}
+
 /* One step of PQconnectPoll; sets the poll to what libpq waits for. */
 static void connect_step(tp_backend *b)
 {
@@ -179,6 +208,7 @@ static void connect_step(tp_backend *b)
         uv_poll_stop(b->poll);
         b->poll_events = 0;
     }
+    follow_target(b);
     if (st == PGRES_POLLING_OK) on_connected(b);
     else backend_poll_update(b, st == PGRES_POLLING_READING ? UV_READABLE : UV_WRITABLE);
 }
@@ -199,19 +229,95 @@ static bool needs_resolution(const char *h)
     return h[0] != '\0' && h[0] != '/' && h[0] != '@' && !is_numeric_addr(h);
 }
 
-/* Join strings with commas into a malloc'd string. */
-static char *join_hosts(char **items, int n)
+/* Item i of a comma-separated list as [*start, *start+len); false past its end. */
+static bool list_item(const char *list, int i, const char **start, size_t *len)
 {
-    size_t len = 1;
-    for (int i = 0; i < n; i++) len += strlen(items[i]) + 1;
-    char *s = malloc(len);
-    if (!s) return NULL;
-    s[0] = '\0';
-    for (int i = 0; i < n; i++) {
-        if (i) strcat(s, ",");
-        strcat(s, items[i]);
+    const char *s = list;
+    for (; i > 0; i--) {
+        s = strchr(s, ',');
+        if (!s) return false;
+        s++;
     }
-    return s;
+    const char *e = strchr(s, ',');
+    *start = s;
+    *len = e ? (size_t)(e - s) : strlen(s);
+    return true;
+}
+
+static int list_count(const char *list)
+{
+    int n = 1;
+    for (const char *s = list; *s; s++) n += *s == ',';
+    return n;
+}
+
+static void free_targets(tp_backend *b)
+{
+    for (int i = 0; i < b->n_targets; i++) {
+        free(b->targets[i].host);
+        free(b->targets[i].addr);
+        free(b->targets[i].port);
+    }
+    free(b->targets);
+    b->targets = NULL;
+    b->n_targets = b->target_first = b->target_now = 0;
+}
+
+static char *strndup_or_empty(const char *s, size_t len) { return strndup(s ? s : "", s ? len : 0); }
+
+/* libpq's host entries for the hosts that resolved: a name with several
+ * addresses becomes one entry per address, which libpq tries in turn as it
+ * does for names it resolves itself; a name that did not resolve is left
+ * out. ports: the url's port list (NULL: none). Returns the number of
+ * entries, or -1 (out of memory). */
+static int build_targets(tp_backend *b, const char *ports)
+{
+    bool per_host = ports && b->n_hosts > 1 && list_count(ports) == b->n_hosts;
+    int cap = 0;
+    for (int i = 0; i < b->n_hosts; i++)
+        if (b->hostaddrs[i]) cap += list_count(b->hostaddrs[i]);
+    b->targets = calloc((size_t)(cap ? cap : 1), sizeof *b->targets);
+    if (!b->targets) return -1;
+    for (int i = 0; i < b->n_hosts; i++) {
+        if (!b->hostaddrs[i]) continue; /* did not resolve */
+        const char *port = NULL, *addr;
+        size_t port_len = 0, addr_len;
+        if (per_host) list_item(ports, i, &port, &port_len);
+        for (int k = 0; list_item(b->hostaddrs[i], k, &addr, &addr_len) && b->n_targets < cap; k++) {
+            backend_target *t = &b->targets[b->n_targets++];
+            t->host = strdup(b->hosts[i]);
+            t->addr = strndup(addr, addr_len);
+            t->port = per_host ? strndup_or_empty(port, port_len) : NULL;
+            if (!t->host || !t->addr || (per_host && !t->port)) return -1;
+        }
+    }
+    return b->n_targets;
+}
+
+/* libpq's host, hostaddr and port lists (malloc'd) of the entries from
+ * target_first on; *port_list NULL when the url's port applies to all. */
+static int join_targets(tp_backend *b, char **host_list, char **addr_list, char **port_list)
+{
+    bool per_host = b->targets[0].port != NULL;
+    size_t sizes[3];
+    FILE *f[3] = {open_memstream(host_list, &sizes[0]), open_memstream(addr_list, &sizes[1]),
+                  per_host ? open_memstream(port_list, &sizes[2]) : NULL};
+    bool ok = f[0] && f[1] && (f[2] || !per_host);
+    for (int i = b->target_first; ok && i < b->n_targets; i++) {
+        const char *sep = i > b->target_first ? "," : "";
+        fprintf(f[0], "%s%s", sep, b->targets[i].host);
+        fprintf(f[1], "%s%s", sep, b->targets[i].addr);
+        if (per_host) fprintf(f[2], "%s%s", sep, b->targets[i].port);
+    }
+    for (int k = 0; k < 3; k++)
+        if (f[k] && fclose(f[k]) != 0) ok = false;
+    if (!per_host) *port_list = NULL;
+    if (ok) return 0;
+    if (f[0]) free(*host_list);
+    if (f[1]) free(*addr_list);
+    if (f[2]) free(*port_list);
+    *host_list = *addr_list = *port_list = NULL;
+    return -1;
 }
 
 static void start_libpq(tp_backend *b)
@@ -227,12 +333,25 @@ static void start_libpq(tp_backend *b)
     const char *kw[MAX_CONN_KEYWORDS + 1];
     const char *val[MAX_CONN_KEYWORDS + 1];
     int n = 0;
-    char *options = NULL, *hostaddr = NULL;
+    char *options = NULL, *host_list = NULL, *addr_list = NULL, *port_list = NULL;
     bool have_fallback = false;
-    for (PQconninfoOption *o = opts; o->keyword && n < MAX_CONN_KEYWORDS - 3; o++) {
+    if (b->n_hosts > 0) {
+        const char *ports = NULL;
+        for (PQconninfoOption *o = opts; o->keyword; o++)
+            if (strcmp(o->keyword, "port") == 0 && o->val && *o->val) ports = o->val;
+        int entries = b->targets ? b->n_targets : build_targets(b, ports);
+        if (entries <= 0 || join_targets(b, &host_list, &addr_list, &port_list) < 0) {
+            PQconninfoFree(opts);
+            connect_failed(b, entries != 0 ? "out of memory"
+                                           : (b->connect_error ? b->connect_error : "no host could be resolved"));
+            return;
+        }
+    }
+    for (PQconninfoOption *o = opts; o->keyword && n < MAX_CONN_KEYWORDS - 5; o++) {
         if (!o->val) continue;
         if (strcmp(o->keyword, "options") == 0) continue; /* merged below */
-        if (strcmp(o->keyword, "hostaddr") == 0 && b->n_hosts > 0) continue;
+        if (b->n_hosts > 0 && (strcmp(o->keyword, "hostaddr") == 0 || strcmp(o->keyword, "host") == 0)) continue;
+        if (port_list && strcmp(o->keyword, "port") == 0) continue;
         if (strcmp(o->keyword, "fallback_application_name") == 0) have_fallback = true;
         kw[n] = o->keyword;
         val[n] = o->val;
@@ -255,11 +374,13 @@ static void start_libpq(tp_backend *b)
         }
     }
     if (b->n_hosts > 0) {
-        hostaddr = join_hosts(b->hostaddrs, b->n_hosts);
-        if (hostaddr) {
-            kw[n] = "hostaddr";
-            val[n] = hostaddr;
-            n++;
+        kw[n] = "host";
+        val[n++] = host_list;
+        kw[n] = "hostaddr";
+        val[n++] = addr_list;
+        if (port_list) {
+            kw[n] = "port";
+            val[n++] = port_list;
         }
     }
     if (!have_fallback) {
@@ -274,7 +395,9 @@ static void start_libpq(tp_backend *b)
     b->conn = PQconnectStartParams(kw, val, 0);
     PQconninfoFree(opts);
     free(options);
-    free(hostaddr);
+    free(host_list);
+    free(addr_list);
+    free(port_list);
     if (!b->conn) {
         connect_failed(b, "out of memory");
         return;
@@ -304,22 +427,35 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     int i = b->resolve_index;
-    if (status < 0 || !res) {
-        char msg[300];
-        snprintf(msg, sizeof msg, "could not translate host name \"%s\" to address: %s",
-                 b->hosts[i], uv_strerror(status));
-        uv_freeaddrinfo(res);
-        connect_failed(b, msg);
-        return;
-    }
-    char addr[64] = "";
-    if (res->ai_family == AF_INET6)
-        uv_ip6_name((struct sockaddr_in6 *)res->ai_addr, addr, sizeof addr);
-    else
-        uv_ip4_name((struct sockaddr_in *)res->ai_addr, addr, sizeof addr);
-    uv_freeaddrinfo(res);
     free(b->hostaddrs[i]);
-    b->hostaddrs[i] = strdup(addr);
+    b->hostaddrs[i] = NULL;
+    if (status < 0 || !res) {
+        /* As libpq does: leave this host out and try the others. */
+        char msg[300];
+        snprintf(msg, sizeof msg, "could not translate host name \"%s\" to address: %s", b->hosts[i],
+                 uv_strerror(status));
+        log_warn("pool %s: backend %llu: %s; trying the other hosts", b->pool->cfg.pool_logging_name,
+                 (unsigned long long)b->id, msg);
+        free(b->connect_error);
+        b->connect_error = strdup(msg);
+    } else {
+        /* Every address, comma-separated: each becomes a libpq host entry. */
+        size_t size = 0;
+        FILE *f = open_memstream(&b->hostaddrs[i], &size);
+        int count = 0;
+        for (struct addrinfo *a = res; f && a; a = a->ai_next) {
+            char addr[64] = "";
+            if (a->ai_family == AF_INET6) uv_ip6_name((struct sockaddr_in6 *)a->ai_addr, addr, sizeof addr);
+            else if (a->ai_family == AF_INET) uv_ip4_name((struct sockaddr_in *)a->ai_addr, addr, sizeof addr);
+            else continue;
+            fprintf(f, "%s%s", count++ ? "," : "", addr);
+        }
+        if (!f || fclose(f) != 0 || count == 0) {
+            free(b->hostaddrs[i]);
+            b->hostaddrs[i] = NULL;
+        }
+    }
+    uv_freeaddrinfo(res);
     b->resolve_index++;
     resolve_next(b);
 }
@@ -347,7 +483,8 @@ static void resolve_next(tp_backend *b)
 }
 
 /* Split the url's host list; prepare a hostaddr entry for each host. Returns
- * true when some host name must be resolved. */
+ * true when the hosts are kept: some name must be resolved, or there are
+ * several (each entry then gets its own connect deadline). */
 static bool plan_resolution(tp_backend *b)
 {
     PQconninfoOption *opts = PQconninfoParse(b->pool->cfg.conninfo, NULL);
@@ -378,19 +515,38 @@ static bool plan_resolution(tp_backend *b)
         }
     }
     PQconninfoFree(opts);
-    if (!any) free_hosts(b);
-    return any;
+    if (!any && b->n_hosts <= 1) free_hosts(b);
+    return b->n_hosts > 0; /* several hosts: their entries get a deadline each */
 }
 
 static void on_connect_timeout(uv_timer_t *t)
 {
     tp_backend *b = t->data;
+    if (b->on_connected && b->state == BACKEND_CONNECTING && b->targets && b->target_now + 1 < b->n_targets) {
+        /* libpq has no call to give up on one host: start it afresh on
+         * the entries after the one that did not answer in time. */
+        const backend_target *late = &b->targets[b->target_now];
+        bool other_addr = *late->addr && strcmp(late->addr, late->host) != 0;
+        log_warn("pool %s: backend %llu: timeout expired on host %s%s%s%s%s; trying the next host",
+                 b->pool->cfg.pool_logging_name, (unsigned long long)b->id, late->host,
+                 other_addr ? " address " : "", other_addr ? late->addr : "", late->port ? " port " : "",
+                 late->port ? late->port : "");
+        backend_poll_close(b);
+        PQfinish(b->conn);
+        b->conn = NULL;
+        b->fd = -1;
+        b->target_first = b->target_now = b->target_now + 1;
+        restart_connect_timer(b);
+        start_libpq(b);
+        return;
+    }
     backend_connect_timer_stop(b);
     if (b->on_connected && b->state != BACKEND_CLOSING) connect_failed(b, "timeout expired");
 }
 
-/* Seconds a whole connect may take: the url's connect_timeout (libpq's
- * minimum of 2; 0 or less = no limit), else DEFAULT_CONNECT_TIMEOUT.
+/* Seconds a connect may take on one host entry (one address of a name), as
+ * libpq's connect_timeout: the url's (libpq's minimum of 2; 0 or less = no
+ * limit), else DEFAULT_CONNECT_TIMEOUT.
  * PQconnectPoll does not enforce connect_timeout itself (only libpq's
  * blocking connect does), and without a deadline a server that accepts
  * and never answers (a stopped postmaster, a black hole) would hold the
@@ -407,6 +563,12 @@ static int connect_timeout_of(const char *conninfo)
         }
     PQconninfoFree(opts);
     return secs;
+}
+
+static void restart_connect_timer(tp_backend *b)
+{
+    int secs = connect_timeout_of(b->pool->cfg.conninfo);
+    if (b->connect_timer && secs > 0) uv_timer_start(b->connect_timer, on_connect_timeout, (uint64_t)secs * 1000, 0);
 }
 
 static void start_connect_timer(tp_backend *b)

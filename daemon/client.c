@@ -655,7 +655,7 @@ void client_process_input(tp_client *c)
                 }
                 break; /* statement names are rewritten on whole messages */
             }
-            if (type == 'Q' || type == 'S' || type == 'F') b->pending_syncs++;
+            backend_count_client_message(b, type);
             count_message(c, b, type);
             if (type == 'Q' || type == 'E') b->last_run = (char)type;
             if (type == 'S' || type == 'Q') c->unsynced = false;

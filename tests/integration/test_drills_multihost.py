@@ -12,9 +12,14 @@ working; once the first is back, the backends already open on the second
 stay in use, and a new backend goes to the first again (libpq tries the
 hosts in order for every new connection). Printed: the port each step's
 backends reached and any errors clients saw while the first went down.
+
+Host names (one cluster): a name that does not resolve is skipped, as libpq
+does; and connect_timeout is per host: a first host that accepts and never
+answers costs a new backend connect_timeout (2 s), then the second serves.
 """
 
 import os
+import socket
 import sys
 import time
 
@@ -94,6 +99,59 @@ class TwoHosts(h.TestCase):
             self.assertEqual(ports, sorted([p1, p2]))
             conn.close()
         self.assertTrue(tp.running)
+
+
+class HostNames(h.TestCase):
+    def test_unresolvable_host_is_skipped(self):
+        # libpq skips a host name that does not resolve; so does tidepool,
+        # keeping each host's own port (the bad host's port 1 would refuse).
+        with h.Cluster() as pg:
+            bad = "no-such-host.invalid"
+            pools = {
+                "skip": {"url": f"host={bad},localhost port=1,{pg.port} dbname=inventorydb user=app "
+                                f"password=secret connect_timeout=5", "pool_size": 1, "pool_timeout": 10},
+                "none": {"url": f"host={bad} port={pg.port} dbname=inventorydb user=app password=secret",
+                         "pool_size": 1, "pool_timeout": 3},
+            }
+            with h.Tidepool(pg, pools=pools, settings={"log_level": "info"}) as tp:
+                with tp.connect(dbname="skip") as conn, conn.cursor() as cur:
+                    cur.execute("SELECT inet_server_port()")
+                    self.assertEqual(cur.fetchone()[0], pg.port)
+                conn.close()
+                # No host resolves: the client gets the resolver's error.
+                with self.assertRaises(Exception) as cm:
+                    tp.connect(dbname="none").close()
+                self.assertIn("could not translate host name", str(cm.exception))
+                self.assertIn(f'"{bad}"', tp.log_text())
+
+    def test_black_holed_first_host_times_out_alone(self):
+        # connect_timeout is per host, as in libpq: the first host accepts
+        # TCP connections (the kernel's backlog) and never answers; after
+        # 2 s the second host is tried and the client served.
+        with h.Cluster() as pg, socket.socket() as hole:
+            hole.bind(("127.0.0.1", 0))
+            hole.listen(16)
+            dead = hole.getsockname()[1]
+            pools = {
+                "kw": {"url": f"host=localhost,localhost port={dead},{pg.port} dbname=inventorydb user=app "
+                              f"password=secret connect_timeout=2", "pool_size": 1, "pool_timeout": 10},
+                "uri": {"url": f"postgresql://app:secret@127.0.0.1:{dead},127.0.0.1:{pg.port}/inventorydb"
+                               f"?connect_timeout=2", "pool_size": 1, "pool_timeout": 10},
+            }
+            with h.Tidepool(pg, pools=pools, settings={"log_level": "info"}) as tp:
+                for name in pools:
+                    start = time.monotonic()
+                    with tp.connect(dbname=name) as conn, conn.cursor() as cur:
+                        cur.execute("SELECT inet_server_port()")
+                        port = cur.fetchone()[0]
+                    conn.close()
+                    took = time.monotonic() - start
+                    h.drill_report(f"{name}: first host black-holed: backend on port {port} after {took:.1f} s")
+                    self.assertEqual(port, pg.port)
+                    self.assertGreater(took, 1.5)
+                    self.assertLess(took, 6)
+                self.assertIn(f"timeout expired on host 127.0.0.1 port {dead}; trying the next host",
+                              tp.log_text())
 
 
 if __name__ == "__main__":

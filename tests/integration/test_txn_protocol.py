@@ -8,7 +8,9 @@ shared:
 - startup parameters (TimeZone, application_name, search_path, work_mem ...)
   and the ParameterStatus values a client was sent are its own in every
   transaction, whoever used the backend before;
-- COPY FROM STDIN / TO STDOUT (psql \\copy, psycopg2 copy_expert);
+- COPY FROM STDIN / TO STDOUT (psql \\copy, psycopg2 copy_expert, psycopg 3,
+  asyncpg; over the extended protocol the server ignores the Syncs sent
+  during COPY FROM STDIN, and the backend must still go back to the pool);
 - multi-statement simple queries, an error inside a transaction, ROLLBACK;
 - psycopg 3 pipeline mode;
 - asyncpg (named prepared statements) with several concurrent connections;
@@ -52,6 +54,8 @@ def setUpModule():
             # Two backends, several clients.
             "shared": {"url": url, "pool_size": 2, "max_overflow": 0, "pool_timeout": 20},
             "echoed": {"url": url, "pool_size": 1, "max_overflow": 0, "pool_timeout": 20, "echo": True},
+            # One backend and a short wait: a backend left stuck shows fast.
+            "copyone": {"url": url, "pool_size": 1, "max_overflow": 0, "pool_timeout": 3},
         }, settings={"log_level": "info"}).start()
     except BaseException:
         pg.stop()
@@ -288,6 +292,103 @@ class CopyTests(h.TestCase):
                 cur.execute("COMMIT")
             th.join(10)
             self.assertEqual(result.get("count"), 1000)
+
+
+    def assert_backend_free(self, expected_count):
+        """Another client gets the only backend of pool copyone within its
+        pool_timeout (3 s), while the first one stays connected."""
+        with contextlib.closing(tp.connect(dbname="copyone", autocommit=True)) as other, other.cursor() as cur:
+            cur.execute("SELECT count(*) FROM copytest")
+            self.assertEqual(cur.fetchone()[0], expected_count)
+
+    def test_extended_protocol_copy_gives_the_backend_back(self):
+        # libpq PQsendQueryParams: Parse/Bind/Describe/Execute/Sync, then
+        # CopyData, CopyDone and a second Sync; the first Sync is ignored.
+        with psycopg.connect(tp.conninfo(dbname="copyone"), autocommit=True) as conn:
+            pgc = conn.pgconn
+            pgc.send_query_params(b"COPY copytest FROM STDIN", None)
+            res = pgc.get_result()
+            self.assertEqual(res.status, psycopg.pq.ExecStatus.COPY_IN)
+            self.assertEqual(pgc.put_copy_data(b"1\tone\n2\ttwo\n"), 1)
+            self.assertEqual(pgc.put_copy_end(), 1)
+            res = pgc.get_result()
+            self.assertEqual((res.status, res.command_status), (psycopg.pq.ExecStatus.COMMAND_OK, b"COPY 2"))
+            self.assertIsNone(pgc.get_result())
+            self.assert_backend_free(2)
+            # Bad data: the error, then the connection and the pool carry on.
+            pgc.send_query_params(b"COPY copytest FROM STDIN", None)
+            self.assertEqual(pgc.get_result().status, psycopg.pq.ExecStatus.COPY_IN)
+            pgc.put_copy_data(b"not-a-number\tx\n")
+            pgc.put_copy_end()
+            res = pgc.get_result()
+            self.assertEqual(res.error_field(psycopg.pq.DiagnosticField.SQLSTATE), b"22P02")
+            self.assertIsNone(pgc.get_result())
+            self.assert_backend_free(2)
+            # COPY TO STDOUT over the extended protocol.
+            pgc.send_query_params(b"COPY (SELECT id FROM copytest ORDER BY id) TO STDOUT", None)
+            self.assertEqual(pgc.get_result().status, psycopg.pq.ExecStatus.COPY_OUT)
+            rows = []
+            while True:
+                n, data = pgc.get_copy_data(0)
+                if n < 0:
+                    break
+                rows.append(bytes(data))
+            self.assertEqual(rows, [b"1\n", b"2\n"])
+            self.assertEqual(pgc.get_result().status, psycopg.pq.ExecStatus.COMMAND_OK)
+            self.assertIsNone(pgc.get_result())
+            self.assert_backend_free(2)
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM copytest")
+                self.assertEqual(cur.fetchone()[0], 2)
+
+    def test_raw_syncs_during_copy_in(self):
+        # Syncs and Flushes inside COPY FROM STDIN produce nothing; the one
+        # after CopyDone gives the only ReadyForQuery.
+        with tp.raw(dbname="copyone") as c:
+            c.parse("", "COPY copytest FROM STDIN")
+            c.bind("", "")
+            c.execute()
+            c.sync()
+            seen = [c.read_message()[0] for _ in range(3)]
+            self.assertEqual(seen, [b"1", b"2", b"G"])
+            c.send(b"d", b"5\tfive\n")
+            c.sync()
+            c.flush()
+            c.sync()
+            c.send(b"d", b"6\tsix\n")
+            c.send(b"c")
+            c.sync()
+            msgs = c.read_until_ready()
+            self.assertEqual([t for t, _ in msgs], [b"C", b"Z"])
+            self.assertEqual(c.status, "I")
+            self.assert_backend_free(2)
+            # CopyFail: an error, then the Sync's ReadyForQuery.
+            c.send(b"Q", b"COPY copytest FROM STDIN\0")
+            self.assertEqual(c.read_message()[0], b"G")
+            c.sync()
+            c.send(b"f", b"changed my mind\0")
+            msgs = c.read_until_ready()
+            self.assertEqual([t for t, _ in msgs], [b"E", b"Z"])
+            c.sync()
+            self.assertEqual([t for t, _ in c.read_until_ready()], [b"Z"])
+            self.assertEqual(c.fetch("SELECT count(*) FROM copytest"), [("2",)])
+            self.assert_backend_free(2)
+
+    def test_psycopg3_and_asyncpg_copy(self):
+        with psycopg.connect(tp.conninfo(dbname="copyone"), autocommit=True) as conn, conn.cursor() as cur:
+            with cur.copy("COPY copytest FROM STDIN") as copy:
+                copy.write_row((1, "one"))
+            self.assert_backend_free(1)
+
+        async def main():
+            conn = await asyncpg.connect(host="127.0.0.1", port=tp.port, user=h.APP_USER,
+                                         password=h.APP_PASSWORD, database="copyone", statement_cache_size=0)
+            try:
+                return await conn.copy_records_to_table("copytest", records=[(2, "two"), (3, "three")])
+            finally:
+                await conn.close()
+        self.assertEqual(asyncio.run(main()), "COPY 2")
+        self.assert_backend_free(3)
 
 
 class SimpleQueryTests(h.TestCase):
