@@ -764,6 +764,9 @@ static void process_ready(tp_client *c)
         client_close(c);
         return;
     }
+    if (tp_buf_size(&c->in) < total && total <= CLIENT_READ_CHUNK)
+        return; /* a small message is taken whole before a backend is lent:
+                 * a client that stalls half-way through one holds none */
     if (type == 'P' && tp_buf_size(&c->in) >= total + 5 && tp_buf_head(&c->in)[total] == 'S' &&
         !c->unsynced) {
         /* Parse + Sync alone (PQprepare): no backend needed until it is used,

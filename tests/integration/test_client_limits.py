@@ -7,8 +7,9 @@ client that has not finished startup and authentication (half a startup
 packet, nothing at all, a SASL exchange left hanging) with 08P01;
 client_idle_timeout closes a client idle outside a transaction with 57P05, in
 transaction and session mode, but not one inside a transaction, one running a
-long query or one that keeps working. Other clients are unaffected
-throughout.
+long query or one that keeps working. A client that stalls half-way
+through a small message holds no backend (transaction mode takes such a
+message whole before lending one). Other clients are unaffected throughout.
 """
 
 import os
@@ -132,6 +133,27 @@ class ClientLimits(h.ClusterTestCase):
             for c in [*idle.values(), *in_txn.values(), busy, worker]:
                 c.sock.close()
             self.assertIn("idle for client_idle_timeout", tp.log_text())
+
+    def test_half_a_message_holds_no_backend(self):
+        pools = {"inventorydb": {"pool_size": 1, "max_overflow": 0, "pool_timeout": 1}}
+        with h.Tidepool(self.pg, pools=pools) as tp, tp.raw() as staller, tp.raw() as other:
+            for first in (b"Q", b"P"):
+                body = (b"SELECT 'whole'\0" if first == b"Q" else b"\0SELECT 'whole'\0\0\0")
+                msg = first + struct.pack("!i", len(body) + 4) + body
+                staller.sock.sendall(msg[:9])      # the header and 4 bytes, then a stall
+                time.sleep(0.3)
+                # The pool's only backend is free: no 53300 after pool_timeout.
+                for _ in range(3):
+                    self.assertEqual(other.fetch("SELECT 2")[0][0], "2")
+                staller.sock.sendall(msg[9:])
+                if first == b"P":
+                    staller.bind("", "")
+                    staller.describe("P", "")
+                    staller.execute()
+                    staller.sync()
+                res = staller.results(staller.read_until_ready())
+                self.assertEqual(res[-1].rows, [("whole",)], first)
+            self.assertEqual(other.fetch("SELECT 3")[0][0], "3")
 
 
 if __name__ == "__main__":
