@@ -533,6 +533,13 @@ pool_use_lifo = true
         for mode in ("simple", "extended", "prepared"):
             say(f"S1 select-only, -M {mode}")
             self.interleaved(f"S1 {mode}", (D, B, N), common + ["-M", mode])
+        if a.rate:
+            # The same load at a fixed rate both poolers keep up with: the
+            # CPU each spends per transaction when the machine is not
+            # saturated (with 2 cores saturated, how the scheduler shares
+            # them moves the figure by 10-20% from run to run).
+            say(f"S1 select-only at a fixed rate of {a.rate} transactions/s, -M simple")
+            self.interleaved("S1 rate", (B, N), common + ["-M", "simple", "-R", str(a.rate)])
 
     def s2(self):
         a = self.args
@@ -783,6 +790,14 @@ def report(s, started, elapsed, cmdline, mach):
         R[f"s1_{mode}"] = dict(d=d, b=b, n=n, cb=cb, cn=cn, b_ok=s.status_of(scn, B) == "ok",
                                n_ok=s.status_of(scn, N) == "ok")
 
+    if s.status_of("S1 rate", N) != "not run":
+        cb, cn = s.cpu_per_txn_us("S1 rate", B), s.cpu_per_txn_us("S1 rate", N)
+        scn = f"S1 `-S -R {a.rate}`"
+        row(scn, "TPS (fixed rate)", "-", tps_cell("S1 rate", B), tps_cell("S1 rate", N),
+            ratio(s.med("S1 rate", N, "tps"), s.med("S1 rate", B, "tps")), "-")
+        row(scn, "pooler CPU µs / txn", "-", cb, cn, ratio(cn, cb), "-", digits=1)
+        R["s1_rate"] = dict(cb=cb, cn=cn)
+
     p50 = {t: s.med("S2", t, "p50_us") for t in (D, B, N)}
     p99 = {t: s.med("S2", t, "p99_us") for t in (D, B, N)}
     row("S2 `-S -c 1`", "p50 latency µs", p50[D], p50[B], p50[N], ratio(p50[N], p50[B]), ratio(p50[N], p50[D]))
@@ -968,6 +983,9 @@ def main():
     ap.add_argument("--reps", type=int, help="interleaved repetitions (default 2; --quick 1)")
     ap.add_argument("--scale", type=int, help="pgbench -i scale (default 10; --quick 1)")
     ap.add_argument("--clients", type=int, default=16, help="clients for S1 and S3 (default 16)")
+    ap.add_argument("--rate", type=int, default=8000,
+                    help="S1 at a fixed rate (pgbench -R) to compare CPU per transaction "
+                         "unsaturated (default 8000; 0 skips it)")
     ap.add_argument("--pool-size", type=int, default=20, help="pool size of both poolers (default 20)")
     ap.add_argument("--many", type=int, default=1000, help="S4 clients (default 1000)")
     ap.add_argument("--idle", type=int, help="S5 idle clients (default 10000; --quick 2000)")
