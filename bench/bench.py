@@ -188,7 +188,10 @@ autovacuum = off
         userlist = os.path.join(self.tmp, "userlist.txt")
         with open(userlist, "w") as f:
             f.write(f'"{USER}" "{PASSWORD}"\n')
-        os.chmod(userlist, 0o644)
+        # Only its owner may read it (both poolers warn otherwise): PgBouncer
+        # runs as postgres, so postgres owns it when we are root.
+        os.chmod(userlist, 0o600)
+        self.chown_pg(userlist)
 
         # PgBouncer runs as postgres (it refuses root): give it a directory.
         bdir = os.path.join(self.tmp, "pgbouncer")
@@ -253,6 +256,7 @@ pool_timeout = 60
 ; lent first, so one client keeps hitting a warm PostgreSQL process
 pool_use_lifo = true
 """)
+        os.chmod(self.tidepool_ini, 0o600)  # it holds the backend password
 
     def start_pooler(self, name):
         if name == B:
