@@ -98,6 +98,7 @@ static void on_written(uv_write_t *req, int status)
     free(c->response);
     c->response = NULL;
     if (c->closing) return;
+    c->shutdown_req.data = c;
     if (status < 0 || c->eof || uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, on_shutdown) < 0) {
         conn_close(c);
         return;
