@@ -123,7 +123,7 @@ int config_defaults_pool(config_pool *pool) CONFIG_WUR;
 
 typedef struct config_entry {
     char *key;
-    char *value; /* NULL when its line was too long to read (reported) */
+    char *value;
     int line;
 } config_entry;
 

@@ -13,8 +13,9 @@
  * indented `key = value` is thus a key of its own, never a silent tail of the
  * value above it.
  *
- * Lines inih would choke on (longer than its buffer, or holding a NUL byte)
- * are reported and handed to it as blank lines. Nothing is validated here
+ * A key line longer than inih's buffer is split here, by inih's rules, and
+ * handed to it as a blank line; a line holding a NUL byte is reported and
+ * handed to it as blank too. Nothing is validated here
  * beyond sections and duplicates: values are judged later, once the whole
  * file is known, because [tidepool] may come after the pools. */
 #include <ctype.h>
@@ -192,8 +193,8 @@ static void add_entry(lexer *lx, config_section *s, const char *key, const char 
         s->entries = v;
         s->cap = cap;
     }
-    config_entry e = {.key = strdup(key), .value = value ? strdup(value) : NULL, .line = lx->lineno};
-    if (!e.key || (value && !e.value)) {
+    config_entry e = {.key = strdup(key), .value = strdup(value), .line = lx->lineno};
+    if (!e.key || !e.value) {
         free(e.key);
         free(e.value);
         oom(lx);
@@ -202,9 +203,7 @@ static void add_entry(lexer *lx, config_section *s, const char *key, const char 
     s->entries[s->n++] = e;
 }
 
-/* A key line of the current section; `value` is NULL when the line was too
- * long to read (already reported: the key is kept so that it is not also
- * reported missing). */
+/* A key line of the current section. */
 static void add_key(lexer *lx, const char *name, const char *value)
 {
     config_section *s = &lx->doc->v[lx->section];
@@ -229,21 +228,25 @@ static void add_key(lexer *lx, const char *name, const char *value)
     add_entry(lx, s, name, value);
 }
 
-/* A key line longer than inih can take: reported with its key, which is kept
- * (without a value) so it is not also reported as missing. */
-static void too_long(lexer *lx, const char *line, int max)
+/* A key line longer than inih's buffer (Debian builds it with 200 bytes): we
+ * split it ourselves, by inih's rules (ini_parse_stream() with inline
+ * comments): the key is what comes before the first '=' or ':', the value
+ * what follows, up to an inline " ;" comment, without blanks at either end.
+ * So a long url or on_connect is read like any other line. */
+static void long_key_line(lexer *lx, const char *line)
 {
     const char *sep = find_chars_or_comment(line, "=:");
+    const char *value = sep + 1;
     char *key = trimmed(line, sep);
-    if (!key) {
+    char *val = key ? trimmed(value, find_chars_or_comment(value, NULL)) : NULL;
+    if (!val) {
+        free(key);
         oom(lx);
         return;
     }
-    config_errlist_add(lx->el, lx->lineno, *key ? key : NULL, "line too long (at most %d characters)",
-                       max);
-    if (*key)
-        add_key(lx, key, NULL);
+    add_key(lx, key, val);
     free(key);
+    free(val);
 }
 
 static char *reader(char *str, int num, void *stream)
@@ -278,7 +281,7 @@ static char *reader(char *str, int num, void *stream)
     if (kind == LINE_KEY && n + 2 > (size_t)num) {
         /* Too long for inih's buffer (with its newline and NUL). A header or
          * a comment is no trouble: we have read it already. */
-        too_long(lx, copy, num - 2);
+        long_key_line(lx, copy);
         kind = LINE_SKIPPED;
     }
     free(copy);

@@ -51,8 +51,7 @@ const config_pool *config_find_pool(const config *cfg, const char *name)
 static void apply(config_errlist *el, const config_key *k, const config_entry *e, void *base)
 {
     char *why;
-    if (e->value && config_key_apply(k, e->value, base, &why) < 0)
-        config_errlist_add_owned(el, e->line, e->key, why);
+    if (config_key_apply(k, e->value, base, &why) < 0) config_errlist_add_owned(el, e->line, e->key, why);
 }
 
 static void unknown_key(config_errlist *el, const config_entry *e)
