@@ -7,6 +7,7 @@
 
 #include "daemon/backend.h"
 #include "daemon/client.h"
+#include "daemon/echo.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
 
@@ -442,6 +443,7 @@ void prepared_flush_fakes(tp_backend *b)
     while (b->client && (h = expect_head(b)) && (h->kind == FAKE_PARSE || h->kind == FAKE_CLOSE)) {
         uint8_t msg[5] = {h->kind == FAKE_PARSE ? '1' : '3', 0, 0, 0, 4};
         expect_pop(b);
+        if (msg[0] == '1' && b->client->echo) echo_backend_message(b->client, '1', NULL);
         if (client_send(b->client, msg, sizeof msg) < 0) return;
     }
 }
