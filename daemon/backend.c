@@ -18,6 +18,7 @@
 #include "daemon/backend_internal.h"
 #include "daemon/client.h"
 #include "daemon/client_internal.h"
+#include "daemon/echo.h"
 #include "daemon/flush.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
@@ -328,6 +329,7 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
             return 0;
         }
         if (forward(b, raw, m->total_len) < 0) return 0;
+        if (b->client && b->client->echo) echo_backend_message(b->client, 'Z', NULL);
         if (b->client && b->client->pending_set_name) client_on_set_done(b->client, NULL);
         if (b->client && b->client->reset_pending) {
             b->client->reset_pending = false;
@@ -354,17 +356,17 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
             }
             return 0;
         }
-        if (relaying(b) && b->pool->cfg.echo != CONFIG_ECHO_OFF) {
+        if (relaying(b) && b->client->echo) {
             proto_error_fields f;
             if (proto_parse_error(m, &f) == PROTO_COMPLETE)
-                client_echo_done(b->client, f.sqlstate ? f.sqlstate : "?", true);
+                echo_backend_message(b->client, 'E', f.sqlstate ? f.sqlstate : "?");
         }
         forward(b, raw, m->total_len);
         return 0;
     case 'C': {
         const char *tag = NULL;
         if (relaying(b) && proto_parse_cstring(m, &tag) == PROTO_COMPLETE) {
-            if (b->pool->cfg.echo != CONFIG_ECHO_OFF) client_echo_done(b->client, tag, false);
+            if (b->client->echo) echo_backend_message(b->client, 'C', tag);
             if (strcmp(tag, "SET") == 0 || strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0)
                 backend_forget_unreported_params(b);
             if (strcmp(tag, "SET") == 0) client_on_set_done(b->client, b);
@@ -382,12 +384,17 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
     case 'W':
         b->in_copy = true;
         b->copy_in = m->type == 'G';
+        if (b->copy_in && relaying(b) && b->client->echo) echo_backend_message(b->client, 'G', NULL);
         if (b->copy_in) {
             /* The server ignores the Syncs sent between the COPY and its
              * CopyDone/CopyFail: no ReadyForQuery will answer them. */
             b->pending_syncs -= b->copy_syncs < b->pending_syncs ? b->copy_syncs : b->pending_syncs;
             b->copy_syncs = 0;
         }
+        forward(b, raw, m->total_len);
+        return 0;
+    case '1':
+        if (relaying(b) && b->client->echo) echo_backend_message(b->client, '1', NULL);
         forward(b, raw, m->total_len);
         return 0;
     default:
@@ -452,7 +459,10 @@ static int process_input(tp_backend *b)
             continue;
         }
         /* Stream it: header now, the rest as it comes. */
-        if (relaying(b) && b->expects.count) prepared_backend_message(b, type, NULL, NULL);
+        if (relaying(b)) {
+            if (b->expects.count) prepared_backend_message(b, type, NULL, NULL);
+            if (b->client->echo && echo_streamed_type(type)) echo_backend_message(b->client, type, NULL);
+        }
         size_t n = avail < total ? avail : total;
         forward(b, p, n);
         b->pass_remaining = total - n;

@@ -1,4 +1,5 @@
-/* buf.c: the byte queue used for every socket's input and output. */
+/* buf.c: the byte queue used for every socket's input and output, and the
+ * shared byte blocks (tp_shared). */
 #include "daemon/buf.h"
 
 #include <stdbool.h>
@@ -100,4 +101,21 @@ int tp_buf_own(tp_buf *b)
         return 0;
     }
     return tp_buf_reserve(b, 0) ? 0 : -1;
+}
+
+tp_shared *tp_shared_new(const void *data, size_t len)
+{
+    if (len > UINT32_MAX) return NULL;
+    tp_shared *s = malloc(sizeof *s + len + 1);
+    if (!s) return NULL;
+    s->refs = 1;
+    s->len = (uint32_t)len;
+    if (len) memcpy(s->data, data, len);
+    s->data[len] = 0;
+    return s;
+}
+
+void tp_shared_unref(tp_shared *s)
+{
+    if (s && --s->refs == 0) free(s);
 }

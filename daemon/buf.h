@@ -1,6 +1,8 @@
 /* buf.h: a growable byte queue for socket input and output: bytes are
  * appended at the end and consumed from the front without moving memory
- * until space is needed. */
+ * until space is needed. Also tp_shared, an immutable block of bytes held
+ * by reference (a statement's text, kept by the client's list of statements
+ * and by echo's record of each run still in flight). */
 #pragma once
 
 #include <stddef.h>
@@ -34,3 +36,22 @@ void tp_buf_borrow(tp_buf *b, uint8_t *data, size_t n);
 int tp_buf_own(tp_buf *b) __attribute__((warn_unused_result));
 /* Release memory of an empty buffer that grew large (keeps idle clients small). */
 void tp_buf_shrink_if_empty(tp_buf *b, size_t keep);
+
+/* One allocation: refs, then len bytes and a NUL after them (so a text is
+ * a C string as it is). Not thread-safe, like the rest of the loop. */
+typedef struct tp_shared {
+    uint32_t refs;
+    uint32_t len;
+    uint8_t data[];
+} tp_shared;
+
+/* A copy of len bytes (at most UINT32_MAX) with one reference; NULL when out of memory. */
+tp_shared *tp_shared_new(const void *data, size_t len);
+/* Another reference to s (NULL stays NULL). */
+static inline tp_shared *tp_shared_ref(tp_shared *s)
+{
+    if (s) s->refs++;
+    return s;
+}
+/* Drop a reference (NULL is ignored); the last one frees it. */
+void tp_shared_unref(tp_shared *s);

@@ -19,6 +19,7 @@
 #include "daemon/client_internal.h"
 #include "daemon/client_limits.h"
 #include "daemon/client_tls.h"
+#include "daemon/echo.h"
 #include "daemon/flush.h"
 #include "daemon/log.h"
 #include "daemon/peer.h"
@@ -462,29 +463,6 @@ static bool transaction_mode(const tp_client *c)
     return c->pool && c->txn_pooling;
 }
 
-#define ECHO_WHOLE_LIMIT (1024 * 1024)
-
-/* echo: remember the statement a Query or Parse carries. */
-static void echo_start(tp_client *c, uint8_t type, const uint8_t *p, size_t total)
-{
-    proto_msg m;
-    const char *sql = NULL, *stmt = NULL;
-    if (proto_read_msg(p, total, MAX_CLIENT_MSG, &m, NULL, NULL) != PROTO_COMPLETE) return;
-    if (type == 'Q' ? proto_parse_cstring(&m, &sql) : proto_parse_parse(&m, &stmt, &sql)) return;
-    free(c->echo_sql);
-    c->echo_sql = strdup(sql);
-    c->echo_started = tp_now();
-}
-
-void client_echo_done(tp_client *c, const char *tag, bool error)
-{
-    if (!c->pool || c->pool->cfg.echo == CONFIG_ECHO_OFF) return;
-    double ms = c->echo_sql ? (tp_now() - c->echo_started) * 1000.0 : 0.0;
-    log_info("echo pool=%s client=%llu user=%s: %s [%s%s, %.3f ms]", c->pool->cfg.pool_logging_name,
-             (unsigned long long)c->id, c->user, c->echo_sql ? c->echo_sql : "(statement)",
-             error ? "ERROR " : "", tag, ms);
-}
-
 static const char *pin_reason(unsigned pins)
 {
     if (pins & PROTO_SQL_LISTEN) return "LISTEN";
@@ -632,18 +610,16 @@ void client_process_input(tp_client *c)
             }
             bool tracked = transaction_mode(c);
             bool echo = c->pool->cfg.echo != CONFIG_ECHO_OFF;
-            if ((type == 'Q' || type == 'P') && (echo || tracked)) {
+            bool statement = type == 'Q' || type == 'P';
+            if ((statement && tracked) || (echo && echo_wants_whole(type))) {
                 if (avail < total && total <= ECHO_WHOLE_LIMIT) {
                     if (!tp_buf_reserve(&c->in, total - avail)) {
                         client_fatal(c, "53200", "out of memory");
                         return;
                     }
-                    break; /* wait for the whole statement to log and scan it */
+                    break; /* wait for the whole message to log and scan it */
                 }
-                if (avail >= total) {
-                    if (echo) echo_start(c, type, p, total);
-                    if (tracked) note_session_effects(c, type, p, total);
-                }
+                if (statement && tracked && avail >= total) note_session_effects(c, type, p, total);
             }
             if (tracked && prepared_needs_whole(type) && avail < total) {
                 /* Room for the next read, not for what the header claims:
@@ -657,6 +633,10 @@ void client_process_input(tp_client *c)
             }
             backend_count_client_message(b, type);
             count_message(c, b, type);
+            if (echo && echo_client_message(c, type, p, avail < total ? avail : total, total) < 0) {
+                client_fatal(c, "53200", "out of memory");
+                return;
+            }
             if (type == 'Q' || type == 'E') b->last_run = (char)type;
             if (type == 'S' || type == 'Q') c->unsynced = false;
             else if (type == 'P' || type == 'B' || type == 'D' || type == 'E' || type == 'C' || type == 'H')
@@ -989,7 +969,7 @@ static void on_client_closed(uv_handle_t *h)
     if (c->startup) params_clear(c->startup);
     free(c->startup);
     free(c->user); /* and c->database with it */
-    free(c->echo_sql);
+    echo_free(c->echo);
     free(c->pending_set_name);
     free(c->pending_set_value);
     stmts_clear(&c->stmts);

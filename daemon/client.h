@@ -15,6 +15,7 @@ typedef struct tp_pool tp_pool;
 typedef struct tp_backend tp_backend;
 typedef struct client_auth client_auth;
 typedef struct client_tls client_tls;
+typedef struct client_echo client_echo;
 
 typedef enum {
     CLIENT_STARTUP = 0,  /* reading the startup packet */
@@ -62,8 +63,8 @@ typedef struct tp_client {
     char *pending_set_name;       /* a simple SET sent outside a transaction: */
     char *pending_set_value;      /* becomes its own parameter when it succeeds */
     double connected_at;
-    char *echo_sql;               /* echo: the statement running, for its log line */
-    double echo_started;
+    client_echo *echo;             /* echo.c's record of its statements in flight:
+                                      NULL unless its pool has echo on and it ran one */
     struct tp_client *next, *prev; /* server's client list */
 
     client_state state;
@@ -111,8 +112,6 @@ void client_apply_session_effects(tp_client *c, unsigned effects);
 /* Its backend reported CommandComplete "SET" (b), or ReadyForQuery (NULL): a
  * pending simple SET took, or did not. */
 void client_on_set_done(tp_client *c, tp_backend *b);
-/* echo: a statement finished with this command tag (or error). */
-void client_echo_done(tp_client *c, const char *tag, bool error);
 /* Close with a FATAL error (sqlstate may be NULL: close silently). */
 void client_fatal(tp_client *c, const char *sqlstate, const char *message);
 /* Find a client by the cancel key tidepool gave it. */

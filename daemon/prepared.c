@@ -7,6 +7,7 @@
 
 #include "daemon/backend.h"
 #include "daemon/client.h"
+#include "daemon/echo.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
 
@@ -16,7 +17,7 @@ void stmts_clear(tp_stmts *s)
 {
     for (size_t i = 0; i < s->count; i++) {
         free(s->items[i].name);
-        free(s->items[i].rest);
+        tp_shared_unref(s->items[i].rest);
     }
     free(s->items);
     memset(s, 0, sizeof *s);
@@ -79,54 +80,55 @@ void prepared_clear(tp_prepared *p)
     memset(p, 0, sizeof *p);
 }
 
-static tp_stmt *stmt_find(tp_stmts *s, const char *name)
+tp_stmt *stmts_find(tp_stmts *s, const char *name)
 {
     for (size_t i = 0; i < s->count; i++)
         if (strcmp(s->items[i].name, name) == 0) return &s->items[i];
     return NULL;
 }
 
-static void stmt_remove(tp_stmts *s, const char *name)
+void stmts_remove(tp_stmts *s, const char *name)
 {
-    tp_stmt *st = stmt_find(s, name);
+    tp_stmt *st = stmts_find(s, name);
     if (!st) return;
     free(st->name);
-    free(st->rest);
-    *st = s->items[--s->count];
+    tp_shared_unref(st->rest);
+    size_t i = (size_t)(st - s->items);
+    memmove(st, st + 1, (s->count - i - 1) * sizeof *st);
+    s->count--;
 }
 
-static int stmt_put(tp_stmts *s, const char *name, uint64_t hash, const uint8_t *rest, size_t rest_len)
+int stmts_put_shared(tp_stmts *s, const char *name, uint64_t hash, tp_shared *rest)
 {
-    uint8_t *copy = malloc(rest_len ? rest_len : 1);
-    if (!copy) return -1;
-    memcpy(copy, rest, rest_len);
-    tp_stmt *st = stmt_find(s, name);
-    if (st) {
-        free(st->rest);
-    } else {
+    tp_stmt *st = stmts_find(s, name);
+    if (!st) {
         if (s->count == s->cap) {
             size_t cap = s->cap ? s->cap * 2 : 8;
             tp_stmt *n = realloc(s->items, cap * sizeof *n);
-            if (!n) {
-                free(copy);
-                return -1;
-            }
+            if (!n) return -1;
             s->items = n;
             s->cap = cap;
         }
         st = &s->items[s->count];
-        st->name = strdup(name);
-        if (!st->name) {
-            free(copy);
-            return -1;
-        }
+        if (!(st->name = strdup(name))) return -1;
+        st->rest = NULL;
         s->count++;
     }
+    tp_shared_unref(st->rest);
     st->hash = hash;
-    st->rest = copy;
-    st->rest_len = rest_len;
-    st->effects = proto_sql_session_effects((const char *)rest, strnlen((const char *)rest, rest_len));
+    st->rest = tp_shared_ref(rest);
+    st->effects =
+        proto_sql_session_effects((const char *)rest->data, strnlen((const char *)rest->data, rest->len));
     return 0;
+}
+
+int stmts_put(tp_stmts *s, const char *name, uint64_t hash, const uint8_t *rest, size_t rest_len)
+{
+    tp_shared *copy = tp_shared_new(rest, rest_len);
+    if (!copy) return -1;
+    int rc = stmts_put_shared(s, name, hash, copy);
+    tp_shared_unref(copy);
+    return rc;
 }
 
 static int expect_push(tp_backend *b, uint8_t kind, uint64_t hash)
@@ -236,7 +238,7 @@ static int send_parse(tp_backend *b, const tp_stmt *st, uint8_t kind)
     proto_buf_init(&pb);
     proto_buf_begin(&pb, 'P');
     proto_buf_put_str(&pb, name);
-    proto_buf_put_bytes(&pb, st->rest, st->rest_len);
+    proto_buf_put_bytes(&pb, st->rest->data, st->rest->len);
     proto_buf_end(&pb);
     int rc = pb.failed ? -1 : backend_send(b, pb.data, pb.len);
     proto_buf_free(&pb);
@@ -304,7 +306,7 @@ static int deallocate_sql(tp_client *c, tp_backend *b, tp_stmt *st, char sql[40]
     if (ensure_prepared(b, st) < 0) return -1;
     snprintf(sql, 40, "DEALLOCATE tp_%016llx", (unsigned long long)st->hash);
     forget_stmt(b, st->hash);
-    stmt_remove(&c->stmts, st->name);
+    stmts_remove(&c->stmts, st->name);
     return 0;
 }
 
@@ -318,7 +320,7 @@ int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uin
         const char *portal, *stmt;
         tp_stmt *bound;
         if (type == 'B' && proto_parse_bind(&m, &portal, &stmt) == PROTO_COMPLETE && stmt[0] &&
-            (bound = stmt_find(&c->stmts, stmt)) && has_stmt(b, bound->hash))
+            (bound = stmts_find(&c->stmts, stmt)) && has_stmt(b, bound->hash))
             hash = bound->hash;
         replay_capture(b, type, msg, total, hash);
     }
@@ -331,7 +333,7 @@ int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uin
             char name[128];
             tp_stmt *own;
             if (!proto_sql_deallocate_name(query, strlen(query), name, sizeof name) ||
-                !(own = stmt_find(&c->stmts, name)))
+                !(own = stmts_find(&c->stmts, name)))
                 return send_raw(b, msg, total, EXPECT_PARSE);
             /* "DEALLOCATE name" of one of its statements (psycopg 3's cache
              * turning over): deallocate the server name instead. */
@@ -349,8 +351,8 @@ int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uin
         const uint8_t *rest = body + skip;
         size_t rest_len = m.body_len - skip;
         uint64_t hash = hash_bytes(rest, rest_len);
-        if (stmt_put(&c->stmts, stmt, hash, rest, rest_len) < 0) return -1;
-        const tp_stmt *st = stmt_find(&c->stmts, stmt);
+        if (stmts_put(&c->stmts, stmt, hash, rest, rest_len) < 0) return -1;
+        const tp_stmt *st = stmts_find(&c->stmts, stmt);
         if (has_stmt(b, hash)) rc = expect_push(b, FAKE_PARSE, 0);
         else rc = send_parse(b, st, EXPECT_PARSE);
         break;
@@ -359,7 +361,7 @@ int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uin
         const char *portal, *stmt;
         tp_stmt *st;
         if (proto_parse_bind(&m, &portal, &stmt) != PROTO_COMPLETE || stmt[0] == '\0' ||
-            !(st = stmt_find(&c->stmts, stmt)))
+            !(st = stmts_find(&c->stmts, stmt)))
             return send_raw(b, msg, total, EXPECT_BIND);
         if (st->effects) client_apply_session_effects(c, st->effects);
         if (ensure_prepared(b, st) < 0) return -1;
@@ -377,11 +379,11 @@ int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uin
         if (type == 'C') {
             /* The statement stays prepared on the backend for reuse; the
              * client's name is forgotten and its Close answered here. */
-            stmt_remove(&c->stmts, name);
+            stmts_remove(&c->stmts, name);
             rc = expect_push(b, FAKE_CLOSE, 0);
             break;
         }
-        if (!(st = stmt_find(&c->stmts, name))) return send_raw(b, msg, total, expect);
+        if (!(st = stmts_find(&c->stmts, name))) return send_raw(b, msg, total, expect);
         if (ensure_prepared(b, st) < 0) return -1;
         rc = send_renamed(b, 'D', body, m.body_len, 1, strlen(name), st, EXPECT_DESCRIBE);
         break;
@@ -400,7 +402,7 @@ int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uin
     return rc;
 }
 
-int prepared_register(tp_client *c, const uint8_t *msg, size_t total)
+int stmts_register(tp_stmts *s, const uint8_t *msg, size_t total)
 {
     proto_msg m = {'P', msg + 5, (uint32_t)(total - 5), total};
     const char *stmt, *query;
@@ -408,12 +410,17 @@ int prepared_register(tp_client *c, const uint8_t *msg, size_t total)
     size_t skip = strlen(stmt) + 1;
     const uint8_t *rest = m.body + skip;
     size_t rest_len = m.body_len - skip;
-    return stmt_put(&c->stmts, stmt, hash_bytes(rest, rest_len), rest, rest_len) < 0 ? -1 : 1;
+    return stmts_put(s, stmt, hash_bytes(rest, rest_len), rest, rest_len) < 0 ? -1 : 1;
+}
+
+int prepared_register(tp_client *c, const uint8_t *msg, size_t total)
+{
+    return stmts_register(&c->stmts, msg, total);
 }
 
 int prepared_deallocate(tp_client *c, tp_backend *b, const char *name)
 {
-    tp_stmt *st = stmt_find(&c->stmts, name);
+    tp_stmt *st = stmts_find(&c->stmts, name);
     if (!st) return 0;
     /* The backend answers DEALLOCATE itself, so the client gets exactly what
      * PostgreSQL would send; the statement is prepared first if need be. */
@@ -436,6 +443,7 @@ void prepared_flush_fakes(tp_backend *b)
     while (b->client && (h = expect_head(b)) && (h->kind == FAKE_PARSE || h->kind == FAKE_CLOSE)) {
         uint8_t msg[5] = {h->kind == FAKE_PARSE ? '1' : '3', 0, 0, 0, 4};
         expect_pop(b);
+        if (msg[0] == '1' && b->client->echo) echo_backend_message(b->client, '1', NULL);
         if (client_send(b->client, msg, sizeof msg) < 0) return;
     }
 }

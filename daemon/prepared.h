@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "daemon/buf.h"
 #include "proto/proto.h"
 
 typedef struct tp_client tp_client;
@@ -26,11 +27,12 @@ typedef struct tp_backend tp_backend;
 typedef struct tp_stmt {
     char *name;         /* the client's name */
     uint64_t hash;      /* of the Parse body after the name (query, types) */
-    uint8_t *rest;      /* Parse body after the name: query\0 int16 n, types */
-    size_t rest_len;
+    tp_shared *rest;    /* Parse body after the name: query\0 int16 n, types
+                           (shared: echo.c keeps the text of runs in flight) */
     unsigned effects;   /* PROTO_SQL_* session effects of its query, applied at each Bind */
 } tp_stmt;
 
+/* Named statements, oldest first. */
 typedef struct tp_stmts {
     tp_stmt *items;
     size_t count, cap;
@@ -84,6 +86,18 @@ typedef struct tp_prepared {
 } tp_prepared;
 
 void stmts_clear(tp_stmts *s);
+tp_stmt *stmts_find(tp_stmts *s, const char *name);
+/* Forget one (the others keep their order). */
+void stmts_remove(tp_stmts *s, const char *name);
+/* Remember name -> rest, replacing a statement of that name in its place:
+ * rest copied, or (_shared) one more reference to it. -1 when out of memory. */
+int stmts_put(tp_stmts *s, const char *name, uint64_t hash, const uint8_t *rest, size_t rest_len)
+    __attribute__((warn_unused_result));
+int stmts_put_shared(tp_stmts *s, const char *name, uint64_t hash, tp_shared *rest)
+    __attribute__((warn_unused_result));
+/* Remember the named statement of a whole Parse message: 1 when remembered,
+ * 0 when it is unnamed or malformed, -1 when out of memory. */
+int stmts_register(tp_stmts *s, const uint8_t *msg, size_t total) __attribute__((warn_unused_result));
 void expects_clear(tp_expects *q);
 void prepared_clear(tp_prepared *p);
 void replay_clear(tp_replay *r);

@@ -119,6 +119,52 @@ proto_status proto_parse_parse(const proto_msg *m, const char **stmt, const char
 proto_status proto_parse_bind(const proto_msg *m, const char **portal, const char **stmt);
 proto_status proto_parse_close_describe(const proto_msg *m, char *kind, const char **name);
 
+/* A Bind 'B' in full: its names, its parameter formats and values (borrowed
+ * from the body). The values are checked as proto_parse_bind does; the format
+ * count is not matched to the parameter count (PostgreSQL judges that). */
+typedef struct proto_bind {
+    const char *portal;
+    const char *stmt;
+    uint16_t n_formats;     /* parameter format codes given: 0 (all text), 1 (one for all) or one each */
+    const uint8_t *formats; /* n_formats big-endian int16s */
+    uint16_t n_params;
+    const uint8_t *values; /* n_params of: int32 length (-1 = NULL), then that many bytes */
+    uint16_t n_result_formats;
+} proto_bind;
+proto_status proto_parse_bind_params(const proto_msg *m, proto_bind *out);
+
+/* One parameter of a Bind parsed by proto_parse_bind_params. */
+typedef struct proto_bind_value {
+    bool binary;         /* its format code is not 0 (text) */
+    const uint8_t *data; /* NULL for SQL NULL */
+    int32_t len;         /* -1 for SQL NULL */
+} proto_bind_value;
+/* A position among a Bind's parameters; zeroed = before the first. */
+typedef struct proto_bind_iter {
+    uint16_t index;
+    size_t off;
+} proto_bind_iter;
+/* The next parameter into *v: false after the last. A parameter beyond the
+ * format codes given (when more than one was) counts as text. */
+bool proto_bind_next(const proto_bind *b, proto_bind_iter *it, proto_bind_value *v);
+
+/* The parameters of a Bind for a log line, as a tuple, SQLAlchemy-like:
+ * ('42', NULL, <binary 4 bytes>). A text value is quoted, with \, ' and
+ * control bytes escaped (\\, \', \n, \r, \t, \xNN) and cut after
+ * PROTO_PARAM_SHOW_CHARS characters (UTF-8 sequences kept whole) with "..."
+ * after its quote. The text is NUL-terminated in out; when the tuple does
+ * not fit in cap - 1 bytes, the parameters that do not are shown as one
+ * "...": ('42', ...). cap must be at least 16 (else out gets ""). Returns
+ * the length written. */
+#define PROTO_PARAM_SHOW_CHARS 200
+size_t proto_bind_params_text(const proto_bind *b, char *out, size_t cap);
+
+/* The first n C strings of a body of which only the first len bytes are at
+ * hand (a message too big to keep whole, seen in part): PROTO_COMPLETE when
+ * all n end within those bytes (out[i] borrowed from body), else
+ * PROTO_NEED_MORE. Nothing else of the body is checked. */
+proto_status proto_peek_cstrings(const uint8_t *body, size_t len, size_t n, const char **out);
+
 /* SASLInitialResponse 'p': mechanism and the client-first data. A data length
  * of -1 (no data) gives *data = NULL and *data_len = -1. */
 proto_status proto_parse_sasl_initial(const proto_msg *m, const char **mechanism,

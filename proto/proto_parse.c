@@ -182,23 +182,31 @@ proto_status proto_parse_parse(const proto_msg *m, const char **stmt, const char
     return finish(&c);
 }
 
-proto_status proto_parse_bind(const proto_msg *m, const char **portal, const char **stmt)
+proto_status proto_parse_bind_params(const proto_msg *m, proto_bind *out)
 {
     cursor c = cursor_of(m);
-    const char *po = get_str(&c);
-    const char *st = get_str(&c);
-    uint16_t n_formats = get_u16(&c);
-    (void)get_bytes(&c, (size_t)n_formats * 2);
-    uint16_t n_params = get_u16(&c);
-    for (uint16_t i = 0; i < n_params && !c.bad; i++)
+    proto_bind b = {0};
+    b.portal = get_str(&c);
+    b.stmt = get_str(&c);
+    b.n_formats = get_u16(&c);
+    b.formats = get_bytes(&c, (size_t)b.n_formats * 2);
+    b.n_params = get_u16(&c);
+    b.values = c.bad ? NULL : c.p + c.off;
+    for (uint16_t i = 0; i < b.n_params && !c.bad; i++)
         skip_value(&c);
-    uint16_t n_result_formats = get_u16(&c);
-    (void)get_bytes(&c, (size_t)n_result_formats * 2);
-    if (portal)
-        *portal = po;
-    if (stmt)
-        *stmt = st;
+    b.n_result_formats = get_u16(&c);
+    (void)get_bytes(&c, (size_t)b.n_result_formats * 2);
+    if (out) *out = b;
     return finish(&c);
+}
+
+proto_status proto_parse_bind(const proto_msg *m, const char **portal, const char **stmt)
+{
+    proto_bind b;
+    proto_status st = proto_parse_bind_params(m, &b);
+    if (portal) *portal = b.portal;
+    if (stmt) *stmt = b.stmt;
+    return st;
 }
 
 proto_status proto_parse_close_describe(const proto_msg *m, char *kind, const char **name)
@@ -233,4 +241,15 @@ proto_status proto_parse_sasl_initial(const proto_msg *m, const char **mechanism
     if (data_len)
         *data_len = n;
     return finish(&c);
+}
+
+proto_status proto_peek_cstrings(const uint8_t *body, size_t len, size_t n, const char **out)
+{
+    cursor c = {.p = body, .len = body ? len : 0, .off = 0, .bad = false};
+    for (size_t i = 0; i < n; i++) {
+        const char *s = get_str(&c);
+        if (c.bad) return PROTO_NEED_MORE;
+        if (out) out[i] = s;
+    }
+    return PROTO_COMPLETE;
 }

@@ -8,7 +8,9 @@
  *   messages and end the same way;
  * - each framed message through every body parser; what parses is rebuilt
  *   (ParameterStatus, Query, Parse, Close) and must give the same body, or
- *   parsed again (ErrorResponse) and must give the same fields;
+ *   parsed again (ErrorResponse) and must give the same fields; a Bind's
+ *   values are walked and shown as a log line would (buffer size from the
+ *   input);
  * - DataRow and RowDescription built from the input's strings, decoded here;
  * - the SQL scanner (session effects, DEALLOCATE, RESET, simple SET) on the
  *   raw input and on each Query's text, with output buffers of a size taken
@@ -140,6 +142,32 @@ static void fuzz_error(const proto_msg *m)
     proto_buf_free(&b);
 }
 
+/* A Bind's values, walked and shown in a buffer of exactly cap bytes: the
+ * walk ends at the values' end and the text fits. */
+static void fuzz_bind(const proto_msg *m, size_t cap)
+{
+    proto_bind b;
+    const char *names[2];
+    if (proto_peek_cstrings(m->body, m->body_len, 2, names) == PROTO_COMPLETE)
+        FUZZ_CHECK((const uint8_t *)names[1] == m->body + strlen(names[0]) + 1);
+    if (proto_parse_bind_params(m, &b) != PROTO_COMPLETE) return;
+    FUZZ_CHECK(proto_peek_cstrings(m->body, m->body_len, 2, names) == PROTO_COMPLETE);
+    proto_bind_iter it = {0};
+    proto_bind_value v;
+    size_t n = 0;
+    while (proto_bind_next(&b, &it, &v)) {
+        FUZZ_CHECK(v.len >= -1 && (v.len == -1) == (v.data == NULL));
+        n++;
+    }
+    FUZZ_CHECK(n == b.n_params);
+    FUZZ_CHECK(b.values + it.off + 2 + 2 * (size_t)b.n_result_formats == m->body + m->body_len);
+    char *out = malloc(cap ? cap : 1);
+    FUZZ_CHECK(out);
+    size_t len = proto_bind_params_text(&b, out, cap);
+    FUZZ_CHECK(cap < 16 ? len == 0 : len < cap && strlen(out) == len);
+    free(out);
+}
+
 static void fuzz_bodies(const proto_msg *m, size_t cap)
 {
     proto_buf b;
@@ -171,6 +199,7 @@ static void fuzz_bodies(const proto_msg *m, size_t cap)
     }
     if (proto_parse_bind(m, &s1, &s2) == PROTO_COMPLETE)
         FUZZ_CHECK((const uint8_t *)s2 == m->body + strlen(s1) + 1);
+    fuzz_bind(m, cap);
     char kind;
     if (proto_parse_close_describe(m, &kind, &s1) == PROTO_COMPLETE) {
         FUZZ_CHECK(kind == 'S' || kind == 'P');

@@ -1,4 +1,5 @@
-/* test_buf.c: the daemon's byte queue (daemon/buf.c), borrowed bytes above all. */
+/* test_buf.c: the daemon's byte queue (daemon/buf.c), borrowed bytes above
+ * all, and its shared byte blocks. */
 #include <check.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,12 +66,36 @@ START_TEST(test_borrow_own)
 }
 END_TEST
 
+/* A copy with a NUL after it; the last reference frees it (ASan's leak
+ * check sees one too many or too few). */
+START_TEST(test_shared)
+{
+    tp_shared *s = tp_shared_new("ab\0c", 4);
+    ck_assert_ptr_nonnull(s);
+    ck_assert_uint_eq(s->refs, 1);
+    ck_assert_uint_eq(s->len, 4);
+    ck_assert_int_eq(memcmp(s->data, "ab\0c\0", 5), 0);
+    ck_assert_ptr_eq(tp_shared_ref(s), s);
+    ck_assert_uint_eq(s->refs, 2);
+    tp_shared_unref(s);
+    ck_assert_uint_eq(s->refs, 1);
+    tp_shared_unref(s);
+    tp_shared *empty = tp_shared_new(NULL, 0);
+    ck_assert_ptr_nonnull(empty);
+    ck_assert_str_eq((const char *)empty->data, "");
+    tp_shared_unref(empty);
+    ck_assert_ptr_null(tp_shared_ref(NULL));
+    tp_shared_unref(NULL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("buf");
     TCase *tc = tcase_create("buf");
     tcase_add_test(tc, test_append_consume);
     tcase_add_test(tc, test_borrow_own);
+    tcase_add_test(tc, test_shared);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

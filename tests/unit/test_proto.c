@@ -148,6 +148,24 @@ static const char g_parse[] = "P" "\0\0\0\x17" "s1\0" "SELECT $1\0" "\0\x01" "\0
 static const char g_parse0[] = "P" "\0\0\0\x10" "\0" "SELECT 1\0" "\0\0";
 static const char g_close_s[] = "C" "\0\0\0\x08" "Ss1\0";
 static const char g_close_p[] = "C" "\0\0\0\x06" "P\0";
+/* Bind of s1 to the unnamed portal: formats (text, text, binary), values
+ * '42', NULL and int4 42, one result format (binary). */
+static const char g_bind[] = "B"
+                             "\0\0\0\x28"
+                             "\0"
+                             "s1\0"
+                             "\0\x03"
+                             "\0\0"
+                             "\0\0"
+                             "\0\x01"
+                             "\0\x03"
+                             "\0\0\0\x02"
+                             "42"
+                             "\xff\xff\xff\xff"
+                             "\0\0\0\x04"
+                             "\0\0\0\x2a"
+                             "\0\x01"
+                             "\0\x01";
 
 /* psql 15 connecting as alice to app: user, database, application_name,
  * client_encoding, in libpq's order. 8 + 5+6 + 9+4 + 17+5 + 16+5 + 1 = 76. */
@@ -377,11 +395,11 @@ static const struct golden {
     size_t len;
 } goldens[] = {
 #define G(x) {#x, x, sizeof(x) - 1}
-    G(g_auth_ok),   G(g_auth_md5),       G(g_auth_sasl),   G(g_param),       G(g_key),
-    G(g_ready_i),   G(g_ready_t),        G(g_ready_e),     G(g_error),       G(g_error_d),
-    G(g_notice),    G(g_query),          G(g_cc),          G(g_empty_query), G(g_terminate),
-    G(g_sync),      G(g_rowdesc),        G(g_rowdesc0),    G(g_datarow),     G(g_datarow0),
-    G(g_parse),     G(g_parse0),         G(g_close_s),     G(g_close_p),
+    G(g_auth_ok), G(g_auth_md5), G(g_auth_sasl), G(g_param),       G(g_key),
+    G(g_ready_i), G(g_ready_t),  G(g_ready_e),   G(g_error),       G(g_error_d),
+    G(g_notice),  G(g_query),    G(g_cc),        G(g_empty_query), G(g_terminate),
+    G(g_sync),    G(g_rowdesc),  G(g_rowdesc0),  G(g_datarow),     G(g_datarow0),
+    G(g_parse),   G(g_parse0),   G(g_close_s),   G(g_close_p),     G(g_bind),
 #undef G
 };
 #define N_GOLDENS (sizeof goldens / sizeof goldens[0])
@@ -1105,6 +1123,259 @@ START_TEST(test_parse_bind)
 }
 END_TEST
 
+/* Values of a Bind, one by one. */
+static void ck_value(const proto_bind *b, proto_bind_iter *it, bool binary, const char *data, int32_t len)
+{
+    proto_bind_value v;
+    ck_assert(proto_bind_next(b, it, &v));
+    ck_assert_int_eq(v.binary, binary);
+    ck_assert_int_eq(v.len, len);
+    if (!data)
+        ck_assert_ptr_null(v.data);
+    else
+        ck_assert_mem_eq(v.data, data, (size_t)len);
+}
+
+START_TEST(test_parse_bind_params)
+{
+    proto_msg m = read_one(GOLD(g_bind));
+    proto_bind b;
+    ck_assert_int_eq(proto_parse_bind_params(&m, &b), PROTO_COMPLETE);
+    ck_assert_str_eq(b.portal, "");
+    ck_assert_str_eq(b.stmt, "s1");
+    ck_assert_uint_eq(b.n_formats, 3);
+    ck_assert_ptr_eq(b.formats, m.body + 6);
+    ck_assert_uint_eq(b.n_params, 3);
+    ck_assert_ptr_eq(b.values, m.body + 14);
+    ck_assert_uint_eq(b.n_result_formats, 1);
+    proto_bind_iter it = {0};
+    ck_value(&b, &it, false, "42", 2);
+    ck_value(&b, &it, false, NULL, -1);
+    ck_value(&b, &it, true, "\0\0\0\x2a", 4);
+    proto_bind_value v;
+    ck_assert(!proto_bind_next(&b, &it, &v));
+    ck_assert(!proto_bind_next(&b, &it, &v));
+    /* The names through the short form agree. */
+    const char *portal, *stmt;
+    ck_assert_int_eq(proto_parse_bind(&m, &portal, &stmt), PROTO_COMPLETE);
+    ck_assert_ptr_eq(portal, b.portal);
+    ck_assert_ptr_eq(stmt, b.stmt);
+
+    /* One format code for all; an empty value is not NULL. */
+    uint8_t *own;
+    m = msg_of('B',
+               GOLD("p\0"
+                    "\0"
+                    "\0\x01"
+                    "\0\x01"
+                    "\0\x02"
+                    "\0\0\0\0"
+                    "\0\0\0\x01"
+                    "x"
+                    "\0\0"),
+               &own);
+    ck_assert_int_eq(proto_parse_bind_params(&m, &b), PROTO_COMPLETE);
+    ck_assert_str_eq(b.portal, "p");
+    it = (proto_bind_iter){0};
+    ck_value(&b, &it, true, "", 0);
+    ck_value(&b, &it, true, "x", 1);
+    ck_assert(!proto_bind_next(&b, &it, &v));
+    free(own);
+    /* No format codes: all text; fewer codes than values (PostgreSQL's to
+     * refuse): the rest count as text. */
+    m = msg_of('B',
+               GOLD("\0"
+                    "\0"
+                    "\0\0"
+                    "\0\x01"
+                    "\0\0\0\x01"
+                    "y"
+                    "\0\0"),
+               &own);
+    ck_assert_int_eq(proto_parse_bind_params(&m, &b), PROTO_COMPLETE);
+    it = (proto_bind_iter){0};
+    ck_value(&b, &it, false, "y", 1);
+    free(own);
+    m = msg_of('B',
+               GOLD("\0"
+                    "\0"
+                    "\0\x02"
+                    "\0\x01"
+                    "\0\x01"
+                    "\0\x03"
+                    "\0\0\0\x01"
+                    "a"
+                    "\0\0\0\x01"
+                    "b"
+                    "\0\0\0\x01"
+                    "c"
+                    "\0\0"),
+               &own);
+    ck_assert_int_eq(proto_parse_bind_params(&m, &b), PROTO_COMPLETE);
+    it = (proto_bind_iter){0};
+    ck_value(&b, &it, true, "a", 1);
+    ck_value(&b, &it, true, "b", 1);
+    ck_value(&b, &it, false, "c", 1);
+    free(own);
+    /* A huge parameter count with nothing behind it, and a short value. */
+    m = msg_of('B',
+               GOLD("\0"
+                    "\0"
+                    "\0\0"
+                    "\xff\xff"
+                    "\0\0\0\x01"
+                    "a"
+                    "\0\0"),
+               &own);
+    ck_assert_int_eq(proto_parse_bind_params(&m, &b), PROTO_INVALID);
+    free(own);
+    m = msg_of('B',
+               GOLD("\0"
+                    "\0"
+                    "\0\0"
+                    "\0\x01"
+                    "\0\0\0\x05"
+                    "a"
+                    "\0\0"),
+               &own);
+    ck_assert_int_eq(proto_parse_bind_params(&m, NULL), PROTO_INVALID);
+    free(own);
+}
+END_TEST
+
+/* A Bind body with these values (text format; NULL data = SQL NULL) and the
+ * text of its parameters in a buffer of cap bytes. */
+static void ck_params_text(size_t n, const char *const *vals, const int32_t *lens, uint16_t format,
+                           size_t cap, const char *want)
+{
+    proto_buf pb;
+    proto_buf_init(&pb);
+    proto_buf_begin(&pb, 'B');
+    proto_buf_put_str(&pb, "");
+    proto_buf_put_str(&pb, "");
+    proto_buf_put_i16(&pb, 1);
+    proto_buf_put_i16(&pb, (int16_t)format);
+    proto_buf_put_i16(&pb, (int16_t)n);
+    for (size_t i = 0; i < n; i++) {
+        proto_buf_put_i32(&pb, vals[i] ? lens[i] : -1);
+        if (vals[i]) proto_buf_put_bytes(&pb, vals[i], (size_t)lens[i]);
+    }
+    proto_buf_put_i16(&pb, 0);
+    proto_buf_end(&pb);
+    ck_assert(!pb.failed);
+    uint8_t *own = dup_exact(pb.data, pb.len);
+    proto_msg m = read_one(own, pb.len);
+    proto_bind b;
+    ck_assert_int_eq(proto_parse_bind_params(&m, &b), PROTO_COMPLETE);
+    char *out = malloc(cap ? cap : 1); /* exactly cap: ASan sees an overrun */
+    size_t len = proto_bind_params_text(&b, out, cap);
+    if (cap) {
+        ck_assert_str_eq(out, want);
+        ck_assert_uint_eq(len, strlen(want));
+        ck_assert_uint_lt(len, cap);
+    }
+    free(out);
+    free(own);
+    proto_buf_free(&pb);
+}
+
+START_TEST(test_bind_params_text)
+{
+    /* The golden Bind: text, NULL, binary. */
+    proto_msg m = read_one(GOLD(g_bind));
+    proto_bind b;
+    ck_assert_int_eq(proto_parse_bind_params(&m, &b), PROTO_COMPLETE);
+    char out[256];
+    ck_assert_uint_eq(proto_bind_params_text(&b, out, sizeof out), 30);
+    ck_assert_str_eq(out, "('42', NULL, <binary 4 bytes>)");
+    /* None, one. */
+    ck_params_text(0, NULL, NULL, 0, 64, "()");
+    const char *one[] = {"it's a \\ test"};
+    const int32_t one_len[] = {13};
+    ck_params_text(1, one, one_len, 0, 64, "('it\\'s a \\\\ test')");
+    /* Control bytes, and a NUL inside a (binary-safe) text value. */
+    const char *ctl[] = {"a\nb\rc\td\x01"
+                         "e\x7f"
+                         "f\0g"};
+    const int32_t ctl_len[] = {13};
+    ck_params_text(1, ctl, ctl_len, 0, 64, "('a\\nb\\rc\\td\\x01e\\x7ff\\x00g')");
+    /* Binary for all. */
+    ck_params_text(1, one, one_len, 1, 64, "(<binary 13 bytes>)");
+    /* An empty value is '' and NULL is NULL. */
+    const char *empty[] = {"", NULL};
+    const int32_t empty_len[] = {0, 0};
+    ck_params_text(2, empty, empty_len, 0, 64, "('', NULL)");
+
+    /* Long values: 200 characters, then "..." after the quote. */
+    char long_val[300], want[320];
+    memset(long_val, 'x', sizeof long_val);
+    const char *lv[] = {long_val};
+    int32_t lv_len[] = {200};
+    snprintf(want, sizeof want, "('%.200s')", long_val);
+    ck_params_text(1, lv, lv_len, 0, 1024, want);
+    lv_len[0] = 201;
+    snprintf(want, sizeof want, "('%.200s'...)", long_val);
+    ck_params_text(1, lv, lv_len, 0, 1024, want);
+    /* A UTF-8 character is never cut: 199 x, then "é" (2 bytes) is the 200th. */
+    memcpy(long_val + 199,
+           "\xc3\xa9"
+           "zz",
+           4);
+    lv_len[0] = 203;
+    snprintf(want, sizeof want, "('%.199s\xc3\xa9'...)", long_val);
+    ck_params_text(1, lv, lv_len, 0, 1024, want);
+    /* Continuation bytes alone (not UTF-8) count no characters, yet no more
+     * than four bytes a character are shown. */
+    char junk[2000], junk_want[1000];
+    memset(junk, 0x80, sizeof junk);
+    const char *jv[] = {junk};
+    const int32_t jv_len[] = {2000};
+    snprintf(junk_want, sizeof junk_want, "('%.*s'...)", PROTO_PARAM_SHOW_CHARS * 4 + 3, junk);
+    ck_params_text(1, jv, jv_len, 0, 4096, junk_want);
+    /* A first value that does not fit at all. */
+    lv_len[0] = 200;
+    ck_params_text(1, lv, lv_len, 0, 64, "(...)");
+
+    /* A small buffer: whole parameters or "...". */
+    const char *three[] = {"aaaa", "bbbb", "cccc"};
+    const int32_t three_len[] = {4, 4, 4};
+    ck_params_text(3, three, three_len, 0, 64, "('aaaa', 'bbbb', 'cccc')");
+    ck_params_text(3, three, three_len, 0, 25, "('aaaa', 'bbbb', 'cccc')");
+    ck_params_text(3, three, three_len, 0, 24, "('aaaa', 'bbbb', ...)");
+    ck_params_text(3, three, three_len, 0, 22, "('aaaa', 'bbbb', ...)");
+    ck_params_text(3, three, three_len, 0, 21, "('aaaa', ...)");
+    ck_params_text(3, three, three_len, 0, 16, "('aaaa', ...)");
+    ck_params_text(3, three, three_len, 0, 15, "");
+    ck_params_text(3, three, three_len, 0, 0, "");
+}
+END_TEST
+
+/* The names at the start of a Bind, from every prefix of its body. */
+START_TEST(test_peek_cstrings)
+{
+    const uint8_t *body = (const uint8_t *)g_bind + 5;
+    size_t len = sizeof g_bind - 1 - 5;
+    for (size_t k = 0; k <= len; k++) {
+        uint8_t *own = dup_exact(body, k);
+        const char *names[2] = {NULL, NULL};
+        proto_status st = proto_peek_cstrings(own, k, 2, names);
+        if (k < 4) { /* "\0" "s1\0": both end at byte 4 */
+            ck_assert_msg(st == PROTO_NEED_MORE, "prefix %zu", k);
+        } else {
+            ck_assert_msg(st == PROTO_COMPLETE, "prefix %zu", k);
+            ck_assert_ptr_eq(names[0], (const char *)own);
+            ck_assert_str_eq(names[0], "");
+            ck_assert_ptr_eq(names[1], (const char *)own + 1);
+            ck_assert_str_eq(names[1], "s1");
+        }
+        ck_assert_int_eq(proto_peek_cstrings(own, k, 1, NULL), k < 1 ? PROTO_NEED_MORE : PROTO_COMPLETE);
+        ck_assert_int_eq(proto_peek_cstrings(own, k, 0, NULL), PROTO_COMPLETE);
+        free(own);
+    }
+    ck_assert_int_eq(proto_peek_cstrings(NULL, 0, 1, NULL), PROTO_NEED_MORE);
+}
+END_TEST
+
 START_TEST(test_parse_close_describe)
 {
     uint8_t *own;
@@ -1203,6 +1474,10 @@ static proto_status p_bind(const proto_msg *m)
 {
     return proto_parse_bind(m, NULL, NULL);
 }
+static proto_status p_bind_params(const proto_msg *m)
+{
+    return proto_parse_bind_params(m, NULL);
+}
 static proto_status p_close(const proto_msg *m)
 {
     return proto_parse_close_describe(m, NULL, NULL);
@@ -1219,14 +1494,44 @@ static const struct {
     size_t len;
 } parser_cases[] = {
 #define PC(fn, lit) {#fn, fn, lit, sizeof(lit) - 1}
-    PC(p_error, "SERROR\0" "VERROR\0" "C42P01\0" "Mno\0" "Dd\0" "Hh\0" "\0"),
-    PC(p_param, "TimeZone\0" "UTC\0"),
+    PC(p_error, "SERROR\0"
+                "VERROR\0"
+                "C42P01\0"
+                "Mno\0"
+                "Dd\0"
+                "Hh\0"
+                "\0"),
+    PC(p_param, "TimeZone\0"
+                "UTC\0"),
     PC(p_cstring, "SELECT 1\0"),
-    PC(p_parse, "s1\0" "SELECT $1\0" "\0\x01" "\0\0\0\x17"),
-    PC(p_bind, "\0" "s1\0" "\0\x01" "\0\0" "\0\x02" "\0\0\0\x02" "42" "\xff\xff\xff\xff" "\0\x01"
+    PC(p_parse, "s1\0"
+                "SELECT $1\0"
+                "\0\x01"
+                "\0\0\0\x17"),
+    PC(p_bind, "\0"
+               "s1\0"
+               "\0\x01"
+               "\0\0"
+               "\0\x02"
+               "\0\0\0\x02"
+               "42"
+               "\xff\xff\xff\xff"
+               "\0\x01"
                "\0\x01"),
+    PC(p_bind_params, "p\0"
+                      "s1\0"
+                      "\0\x02"
+                      "\0\0"
+                      "\0\x01"
+                      "\0\x02"
+                      "\0\0\0\x01"
+                      "a"
+                      "\xff\xff\xff\xff"
+                      "\0\0"),
     PC(p_close, "Ss1\0"),
-    PC(p_sasl, "SCRAM-SHA-256\0" "\0\0\0\x0b" "n,,n=,r=abc"),
+    PC(p_sasl, "SCRAM-SHA-256\0"
+               "\0\0\0\x0b"
+               "n,,n=,r=abc"),
 #undef PC
 };
 
@@ -1756,6 +2061,9 @@ static Suite *proto_suite(void)
     tcase_add_test(tc, test_parse_cstring);
     tcase_add_test(tc, test_parse_parse);
     tcase_add_test(tc, test_parse_bind);
+    tcase_add_test(tc, test_parse_bind_params);
+    tcase_add_test(tc, test_bind_params_text);
+    tcase_add_test(tc, test_peek_cstrings);
     tcase_add_test(tc, test_parse_close_describe);
     tcase_add_test(tc, test_parse_sasl_initial);
     tcase_add_loop_test(tc, test_parsers_prefixes_and_extra, 0,
