@@ -1,9 +1,10 @@
 /* auth.h: client authentication for tidepool, without I/O.
  *
  * - The auth_file (PgBouncer's userlist.txt format): one `"user" "secret"`
- *   per line, `""` inside quotes is a literal quote, `;`/`#` lines and blank
- *   lines ignored. A secret is a SCRAM verifier (`SCRAM-SHA-256$…`), an MD5
- *   hash (`md5` + 32 hex digits) or a plaintext password.
+ *   per line (further fields ignored, as PgBouncer does), `""` inside quotes
+ *   is a literal quote, `;`/`#` lines and blank lines ignored. A secret is a
+ *   SCRAM verifier (`SCRAM-SHA-256$…`), an MD5 hash (`md5` + 32 hex digits)
+ *   or a plaintext password.
  * - The server side of SCRAM-SHA-256 (RFC 5802 / 7677, no channel binding),
  *   as a state machine fed with the client's messages.
  * - MD5 and cleartext password checks.
