@@ -1103,6 +1103,46 @@ START_TEST(test_indented_lines)
 }
 END_TEST
 
+/* In on_connect, the one key whose value is SQL, an inline " ;" comment
+ * would silently drop the statements after it: it is an error there, and
+ * only there. */
+START_TEST(test_on_connect_inline_comment)
+{
+    expect_one_error(one_pool("on_connect = SET a = 1 ; SET b = 2\n"),
+                     "t.ini:3: on_connect: \" ;\" starts a comment here, so the statements after it would "
+                     "be lost: write \"SET a = 1; SET b = 2\" (no blank before ';'), or put the comment on "
+                     "a line of its own");
+    /* A tab is a blank too; a real comment is refused the same way; so is a
+     * default written in [tidepool]. */
+    expect_one_error(one_pool("on_connect = SET a = 1\t; SET b = 2\n"),
+                     "t.ini:3: on_connect: \" ;\" starts a comment here, so the statements after it would "
+                     "be lost: write \"SET a = 1; SET b = 2\" (no blank before ';'), or put the comment on "
+                     "a line of its own");
+    config_errors errs = load_bad("[tidepool]\non_connect = SET a = 1 ; the default\n"
+                                  "[pool.p]\nurl = postgresql://h/a\n");
+    ck_assert_uint_eq(errs.count, 1);
+    const char *want = "t.ini:2: on_connect: \" ;\" starts a comment here";
+    ck_assert_msg(strncmp(errs.items[0], want, strlen(want)) == 0, "%s", errs.items[0]);
+    config_errors_clear(&errs);
+
+    /* Without a blank before it, ';' is the statement separator. */
+    config *cfg = load_ok(one_pool("on_connect = SET a = 1; SET b = 2;\n"));
+    ck_assert_str_eq(cfg->pools[0].on_connect, "SET a = 1; SET b = 2;");
+    config_free(cfg);
+    /* A comment on a line of its own is fine. */
+    cfg = load_ok(one_pool("; SET b = 2 waits\non_connect = SET a = 1\n"));
+    ck_assert_str_eq(cfg->pools[0].on_connect, "SET a = 1");
+    config_free(cfg);
+    /* Every other key keeps its inline comments. */
+    cfg = load_ok("[tidepool]\nlisten_port = 7000 ; a comment\n"
+                  "[pool.p]\nurl = postgresql://h/a ; a comment\npool_logging_name = p2 ; a comment\n");
+    ck_assert_int_eq(cfg->listen_port, 7000);
+    ck_assert_str_eq(cfg->pools[0].url, "postgresql://h/a");
+    ck_assert_str_eq(cfg->pools[0].pool_logging_name, "p2");
+    config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_crlf_and_bom)
 {
     config *cfg = load_ok("\xEF\xBB\xBF[tidepool]\r\nlisten_port = 7000\r\n[pool.a]\r\nurl = postgresql://h/a\r\n");
@@ -1136,18 +1176,27 @@ START_TEST(test_long_lines)
      * any other: key and value trimmed, an inline " ;" comment dropped, and
      * the lines after it read as they should be. */
     snprintf(text, sizeof text,
-             "[pool.a]\nurl = postgresql://h/a\n  on_connect =  SELECT '%s'  ; a comment\npool_size = x\n",
-             pad);
+             "[pool.a]\n  url =  postgresql://h/a?application_name=%s  ; a comment\npool_size = x\n", pad);
     config_errors errs = load_bad(text);
     ck_assert_uint_eq(errs.count, 1);
-    ck_assert_str_eq(errs.items[0], "t.ini:4: pool_size: expected an integer >= 0, got 'x'");
+    ck_assert_str_eq(errs.items[0], "t.ini:3: pool_size: expected an integer >= 0, got 'x'");
     config_errors_clear(&errs);
-    snprintf(text, sizeof text, "[pool.a]\nurl = postgresql://h/a\non_connect = SELECT '%s' ; c\n", pad);
+    snprintf(text, sizeof text, "[pool.a]\nurl = postgresql://h/a?application_name=%s ; c\n", pad);
     cfg = load_ok(text);
     char want[400];
-    snprintf(want, sizeof want, "SELECT '%s'", pad);
-    ck_assert_str_eq(cfg->pools[0].on_connect, want);
+    snprintf(want, sizeof want, "postgresql://h/a?application_name=%s", pad);
+    ck_assert_str_eq(cfg->pools[0].url, want);
     config_free(cfg);
+    /* ... except for on_connect, whose statements a comment would cut. */
+    snprintf(text, sizeof text, "[pool.a]\nurl = postgresql://h/a\non_connect = SELECT '%s' ; SELECT 2\n",
+             pad);
+    errs = load_bad(text);
+    ck_assert_uint_eq(errs.count, 1);
+    ck_assert_msg(strstr(errs.items[0], "t.ini:3: on_connect: \" ;\" starts a comment here") == errs.items[0],
+                  "%s", errs.items[0]);
+    snprintf(want, sizeof want, "write \"SELECT '%s'; SELECT 2\" (no blank before ';')", pad);
+    ck_assert_msg(strstr(errs.items[0], want) != NULL, "%s", errs.items[0]);
+    config_errors_clear(&errs);
 
     /* A long url is read whole; a long line is still checked like a short
      * one (a duplicate key, an unknown key with a ':' separator). */
@@ -1596,6 +1645,7 @@ static Suite *config_suite(void)
     tc = tcase_create("syntax");
     tcase_add_test(tc, test_comments_and_blanks);
     tcase_add_test(tc, test_indented_lines);
+    tcase_add_test(tc, test_on_connect_inline_comment);
     tcase_add_test(tc, test_crlf_and_bom);
     tcase_add_test(tc, test_long_lines);
     suite_add_tcase(s, tc);
