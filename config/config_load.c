@@ -175,6 +175,43 @@ static void check_client_tls(config_errlist *el, const config *cfg, const config
                            "'%s' needs %s", config_tls_mode_to_str(cfg->client_tls_sslmode), missing);
 }
 
+/* Line of `key` in section s, or of its header when s does not write it. */
+static int key_or_header_line(const config_section *s, const char *key)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->entries[i].key, key) == 0) return s->entries[i].line;
+    return s->line;
+}
+
+/* pool_logging_name is the pool label of every metric series and the name in
+ * log lines: two pools sharing one would emit duplicate series. Each pool
+ * whose logging name an earlier pool has is reported, at its own line.
+ * Pools of rejected sections (already reported) are left out. */
+static void check_logging_names(config_errlist *el, const config *cfg, const config_doc *doc)
+{
+    const config_section **of = calloc(cfg->n_pools ? cfg->n_pools : 1, sizeof *of);
+    if (!of) {
+        el->oom = true;
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < doc->n && n < cfg->n_pools; i++)
+        if (doc->v[i].kind == CONFIG_SECTION_POOL) of[n++] = &doc->v[i]; /* pools are made in section order */
+    for (size_t i = 0; i < n; i++) {
+        if (of[i]->rejected) continue;
+        const char *name = cfg->pools[i].pool_logging_name;
+        for (size_t j = 0; j < i; j++) {
+            if (of[j]->rejected || strcmp(cfg->pools[j].pool_logging_name, name) != 0) continue;
+            config_errlist_add(el, key_or_header_line(of[i], "pool_logging_name"), "pool_logging_name",
+                               "'%s' is the logging name of %s too (line %d); each pool needs its own "
+                               "(it is the pool label of the metrics)",
+                               name, of[j]->header, key_or_header_line(of[j], "pool_logging_name"));
+            break;
+        }
+    }
+    free(of);
+}
+
 static config *resolve(config_errlist *el, const config_doc *doc, const char *name)
 {
     config *cfg = calloc(1, sizeof *cfg);
@@ -216,6 +253,7 @@ static config *resolve(config_errlist *el, const config_doc *doc, const char *na
         if (resolve_pool(el, s, &defaults, url_default_written, pool) < 0)
             goto oom;
     }
+    check_logging_names(el, cfg, doc);
     config_pool_clear(&defaults);
     return cfg;
 

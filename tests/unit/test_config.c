@@ -812,6 +812,48 @@ START_TEST(test_duplicate_section)
 }
 END_TEST
 
+/* pool_logging_name is the pool label of the metrics and the name in log
+ * lines: two pools may not share one, whether written or defaulted to NAME.
+ * The second is reported, at its pool_logging_name line, or at its header
+ * when it has none. */
+START_TEST(test_duplicate_logging_name)
+{
+    expect_one_error("[pool.a]\nurl = postgresql://h/a\npool_logging_name = shared\n"
+                     "[pool.b]\nurl = postgresql://h/b\npool_logging_name = shared\n",
+                     "t.ini:6: pool_logging_name: 'shared' is the logging name of [pool.a] too (line 3); "
+                     "each pool needs its own (it is the pool label of the metrics)");
+    /* Written in the second pool, defaulted in the first. */
+    expect_one_error(
+        "[pool.a]\nurl = postgresql://h/a\n\n[pool.b]\nurl = postgresql://h/b\npool_logging_name = a\n",
+        "t.ini:6: pool_logging_name: 'a' is the logging name of [pool.a] too (line 1); "
+        "each pool needs its own (it is the pool label of the metrics)");
+    /* Written in the first, defaulted in the second: at the second's header. */
+    expect_one_error(
+        "[pool.a]\nurl = postgresql://h/a\npool_logging_name = b\n\n[pool.b]\nurl = postgresql://h/b\n",
+        "t.ini:5: pool_logging_name: 'b' is the logging name of [pool.a] too (line 3); "
+        "each pool needs its own (it is the pool label of the metrics)");
+    /* A third pool with the same name is reported too, against the first. */
+    config_errors errs = load_bad("[pool.a]\nurl = postgresql://h/a\n"
+                                  "[pool.b]\nurl = postgresql://h/b\npool_logging_name = a\n"
+                                  "[pool.c]\nurl = postgresql://h/c\npool_logging_name = a\n");
+    ck_assert_uint_eq(errs.count, 2);
+    ck_assert_str_eq(errs.items[0],
+                     "t.ini:5: pool_logging_name: 'a' is the logging name of [pool.a] too (line 1); "
+                     "each pool needs its own (it is the pool label of the metrics)");
+    ck_assert_str_eq(errs.items[1],
+                     "t.ini:8: pool_logging_name: 'a' is the logging name of [pool.a] too (line 1); "
+                     "each pool needs its own (it is the pool label of the metrics)");
+    config_errors_clear(&errs);
+
+    /* Names differing in case are different label values; swapped names are fine. */
+    config *cfg = load_ok("[pool.a]\nurl = postgresql://h/a\npool_logging_name = A\n"
+                          "[pool.b]\nurl = postgresql://h/b\npool_logging_name = a\n"
+                          "[pool.c]\nurl = postgresql://h/c\npool_logging_name = b\n");
+    ck_assert_str_eq(cfg->pools[1].pool_logging_name, "a");
+    config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_missing_url)
 {
     expect_one_error("[tidepool]\nlog_level = info\n\n[pool.inventorydb]\npool_size = 5\n",
@@ -1627,6 +1669,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_pool_only_key_in_tidepool);
     tcase_add_test(tc, test_duplicate_key);
     tcase_add_test(tc, test_duplicate_section);
+    tcase_add_test(tc, test_duplicate_logging_name);
     tcase_add_test(tc, test_missing_url);
     tcase_add_test(tc, test_reserved_and_empty_pool_names);
     tcase_add_test(tc, test_key_outside_section);
