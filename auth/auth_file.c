@@ -276,6 +276,7 @@ int auth_file_load(const char *path, auth_file *out, char **err)
     char *buf = NULL;
     size_t len = 0, cap = 0;
     int saved_errno = 0;
+    const char *doing = "cannot open";
 
     out->users = NULL;
     out->n_users = 0;
@@ -287,6 +288,7 @@ int auth_file_load(const char *path, auth_file *out, char **err)
         saved_errno = errno;
         goto io_fail;
     }
+    doing = "cannot read";
     for (;;) {
         if (cap - len < 4096) {
             size_t ncap = cap ? cap * 2 : 8192;
@@ -319,7 +321,7 @@ int auth_file_load(const char *path, auth_file *out, char **err)
     if (rc != 0) {
         if (err != NULL)
             *err = format_err(path, line, why);
-        return -1;
+        return line > 0 ? -1 : -2;
     }
     return 0;
 
@@ -330,9 +332,12 @@ io_fail:
         OPENSSL_cleanse(buf, len);
         free(buf);
     }
-    if (err != NULL)
-        *err = format_err(path, 0, strerror(saved_errno));
-    return -1;
+    if (err != NULL) {
+        char what[256];
+        snprintf(what, sizeof what, "%s: %s", doing, strerror(saved_errno));
+        *err = format_err(path, 0, what);
+    }
+    return -2;
 }
 
 void auth_file_free(auth_file *f)

@@ -525,7 +525,7 @@ int config_pool_copy(config_pool *dst, const config_pool *src)
 
 /* ---- the keys, for SHOW CONFIG and reload --------------------------------------- */
 
-_Static_assert(N_KEYS <= 64, "config_diff keeps changed keys in a 64-bit mask");
+_Static_assert(N_KEYS <= 64 && N_KEYS <= CONFIG_MAX_KEYS, "config_diff keeps changed keys in a 64-bit mask");
 
 /* Listeners are opened once; a backend's url, mode and session defaults are
  * fixed when it connects. Everything else is read where it is used. */

@@ -47,6 +47,22 @@ const config_pool *config_find_pool(const config *cfg, const char *name)
     return NULL;
 }
 
+int config_key_line(const config *cfg, const char *key)
+{
+    int i = config_key_index(key);
+    return i < 0 ? 0 : cfg->key_lines[i];
+}
+
+const char *config_key_where(const config *cfg, const char *key, char *buf, size_t len)
+{
+    int line = config_key_line(cfg, key);
+    if (line > 0)
+        snprintf(buf, len, "%s:%d", cfg->path, line);
+    else
+        snprintf(buf, len, "%s", cfg->path);
+    return buf;
+}
+
 /* Applies one entry to `base`, reporting a bad value at its line. */
 static void apply(config_errlist *el, const config_key *k, const config_entry *e, void *base)
 {
@@ -87,6 +103,7 @@ static int resolve_daemon(config_errlist *el, const config_section *s, config *c
         } else {
             apply(el, k, e, defaults);
         }
+        if (k) cfg->key_lines[config_key_index(e->key)] = e->line;
     }
     return socket_dir_line;
 }

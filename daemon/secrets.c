@@ -1,14 +1,39 @@
-/* secrets.c: warnings about files holding secrets that others may read or
- * write, and about auth_file entries unusable with the configured auth_type
- * (see secrets.h). */
+/* secrets.c: loading the auth_file (one message for start, reload and
+ * --check alike), warnings about files holding secrets that others may read
+ * or write, and about auth_file entries unusable with the configured
+ * auth_type (see secrets.h). */
 #include "daemon/secrets.h"
 
 #include "daemon/log.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+int secrets_load_users(const config *cfg, auth_file *out, char **msg)
+{
+    memset(out, 0, sizeof *out);
+    *msg = NULL;
+    if (!cfg->auth_file) return 0;
+    char *err = NULL;
+    int rc = auth_file_load(cfg->auth_file, out, &err);
+    if (rc == 0) return 0;
+    if (rc == -1) {
+        *msg = err; /* USERLIST:LINE: what */
+        return -1;
+    }
+    /* The file itself is the trouble: say where the configuration names it. */
+    char where[1100];
+    config_key_where(cfg, "auth_file", where, sizeof where);
+    const char *what = err ? err : "cannot be loaded";
+    size_t n = strlen(where) + strlen(what) + sizeof ": auth_file ";
+    *msg = malloc(n);
+    if (*msg) snprintf(*msg, n, "%s: auth_file %s", where, what);
+    free(err);
+    return -1;
+}
 
 /* Warn when group or others have read or write permission on `path`. */
 static int check_mode(const char *what, const char *path, secrets_warn_fn warn, void *arg)

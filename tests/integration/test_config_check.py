@@ -2,7 +2,10 @@
 """The command line (SPEC §2) and configuration errors (SPEC §3):
 `tidepool --check FILE` exits 0 for a valid file and 1 for an invalid one,
 reporting every problem as `FILE:LINE: key: what is wrong`; `--version`,
-`--help`. No PostgreSQL is needed: --check validates and never connects."""
+`--help`. --check does what the start does before it binds (systemd's
+ExecStartPre runs it): it loads the auth_file, so a file it passes does not
+then fail at start for it. No PostgreSQL is needed: --check validates and
+never connects."""
 
 import os
 import re
@@ -71,7 +74,15 @@ class ConfigCheck(h.TestCase):
 
     def test_example_config_is_valid(self):
         self.assertTrue(EXAMPLE.exists(), f"{EXAMPLE} is missing")
-        r = self.check(str(EXAMPLE))
+        # It names the packaged /etc/tidepool/userlist.txt, which --check
+        # loads: point it at one that exists here.
+        text = EXAMPLE.read_text()
+        self.assertRegex(text, r"(?m)^auth_file = /etc/tidepool/userlist\.txt$")
+        text = re.sub(r"(?m)^auth_file = .*$", f"auth_file = {self.userlist}", text)
+        path = os.path.join(self.dir, "example.ini")
+        with open(path, "w") as f:
+            f.write(text)
+        r = self.check(path)
         self.assertEqual(r.returncode, 0, f"--check {EXAMPLE} failed:\n{r.stderr}")
 
     def test_valid_config(self):
@@ -187,6 +198,71 @@ class ConfigCheck(h.TestCase):
         r = self.check(path)
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("does-not-exist.ini", r.stderr)
+
+    # -- what the start would refuse (--check must refuse it too) --
+
+    SMALL = """
+        [tidepool]
+        listen_addr = {listen_addr}
+        listen_port = 6432
+        unix_socket_dir = {dir}
+        auth_file = {auth_file}
+        metrics_listen = {metrics_listen}
+
+        [pool.inventorydb]
+        url = postgresql://app:secret@127.0.0.1:5432/inventorydb
+        """
+
+    def small(self, name, listen_addr="127.0.0.1", auth_file=None, metrics_listen=""):
+        """A valid file but for the values given; auth_file is on line 5,
+        listen_addr on 2, metrics_listen on 6."""
+        body = textwrap.dedent(self.SMALL).lstrip("\n").replace("{listen_addr}", listen_addr)
+        body = body.replace("{auth_file}", auth_file or "{userlist}").replace("{metrics_listen}", metrics_listen)
+        return self.write(name, body)
+
+    def assertRefused(self, r):
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertNotIn("OK", r.stdout)
+
+    def assertStartRefused(self, path, text):
+        """The daemon itself refuses the file at start, saying `text`."""
+        r = h.run_tidepool(path, timeout=20)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn(text, r.stderr)
+
+    def test_auth_file_missing(self):
+        missing = os.path.join(self.dir, "no-such-userlist.txt")
+        path = self.small("noauth.ini", auth_file=missing)
+        r = self.check(path)
+        self.assertRefused(r)
+        want = f"{path}:5: auth_file {missing}: cannot open: No such file or directory"
+        self.assertIn(want, r.stderr)
+        self.assertStartRefused(path, want)
+
+    def test_auth_file_unreadable(self):
+        # A directory: unreadable even to root.
+        path = self.small("dirauth.ini", auth_file=self.dir)
+        r = self.check(path)
+        self.assertRefused(r)
+        self.assertIn(f"{path}:5: auth_file {self.dir}: cannot read: Is a directory", r.stderr)
+
+    def test_auth_file_malformed(self):
+        with open(self.userlist, "w") as f:
+            f.write('; users\n"app" "secret"\n"broken "secret"\n')
+        path = self.small("badauth.ini")
+        r = self.check(path)
+        self.assertRefused(r)
+        # FILE:LINE of the auth_file itself.
+        self.assertRegex(r.stderr, rf"(?m)^{re.escape(self.userlist)}:3: \S")
+        self.assertStartRefused(path, f"{self.userlist}:3: ")
+
+    def test_auth_file_from_pgbouncer(self):
+        # PgBouncer ignores what follows the secret; so does tidepool.
+        with open(self.userlist, "w") as f:
+            f.write('"app" "secret" ""\n"report" "md5' + "0" * 32 + '" "" ""\n')
+        r = self.check(self.small("pgb.ini"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("OK", r.stdout)
 
     # -- other options --
 

@@ -419,8 +419,9 @@ START_TEST(file_load)
     unlink(path);
     free(path);
 
-    ck_assert_int_eq(auth_file_load("/nonexistent/tidepool/userlist.txt", &f, &err), -1);
-    ck_assert_str_eq(err, "/nonexistent/tidepool/userlist.txt: No such file or directory");
+    /* A file that cannot be read is told apart from a bad line. */
+    ck_assert_int_eq(auth_file_load("/nonexistent/tidepool/userlist.txt", &f, &err), -2);
+    ck_assert_str_eq(err, "/nonexistent/tidepool/userlist.txt: cannot open: No such file or directory");
     ck_assert_uint_eq(f.n_users, 0);
     free(err);
 }

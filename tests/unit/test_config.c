@@ -610,6 +610,25 @@ START_TEST(test_pool_order_names_and_lines)
 }
 END_TEST
 
+/* The daemon reports what only it can check (a host name that does not
+ * resolve, an auth_file it cannot open) at the key's line. */
+START_TEST(test_key_lines)
+{
+    config *cfg = load_ok("[pool.a]\nurl = postgresql://h/a\n"
+                          "[tidepool]\n; a comment\nlisten_addr = localhost\n"
+                          "auth_file = /etc/users\npool_size = 3\n");
+    ck_assert_int_eq(config_key_line(cfg, "listen_addr"), 5);
+    ck_assert_int_eq(config_key_line(cfg, "auth_file"), 6);
+    ck_assert_int_eq(config_key_line(cfg, "pool_size"), 7);
+    ck_assert_int_eq(config_key_line(cfg, "metrics_listen"), 0); /* not written */
+    ck_assert_int_eq(config_key_line(cfg, "no_such_key"), 0);
+    char buf[64];
+    ck_assert_str_eq(config_key_where(cfg, "auth_file", buf, sizeof buf), "t.ini:6");
+    ck_assert_str_eq(config_key_where(cfg, "metrics_listen", buf, sizeof buf), "t.ini");
+    config_free(cfg);
+}
+END_TEST
+
 /* ---- bad values ----------------------------------------------------------- */
 
 static const struct {
@@ -1652,6 +1671,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_tidepool_section_between_pools);
     tcase_add_test(tc, test_url_default_in_tidepool);
     tcase_add_test(tc, test_pool_order_names_and_lines);
+    tcase_add_test(tc, test_key_lines);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("bad_values");
