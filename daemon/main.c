@@ -1,7 +1,8 @@
 /* main.c: the command line (SPEC §2): tidepool [--check] [CONFIG],
  * --version, --help. Loads and validates the configuration, then hands it
  * to the server; --check also does what the start does before it binds (the
- * auth_file, the TLS files) and reports what would fail. */
+ * auth_file, the TLS files, the host names to listen on) and reports what
+ * would fail. */
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +10,9 @@
 
 #include "config/config.h"
 #include "daemon/client_tls.h"
+#include "daemon/listener.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "daemon/secrets.h"
 #include "daemon/server.h"
 #include "version.h"
@@ -59,9 +62,10 @@ static void print_problem(void *arg, const char *message)
 }
 
 /* --check, once the file itself is valid: what only the daemon can judge
- * (the client TLS files, the auth_file), each loaded as the start does, so a
- * file that passes here does not fail at start for these; then what the
- * start warns about. Returns the number of problems printed. */
+ * (the client TLS files, the auth_file, host names in listen_addr and
+ * metrics_listen), each loaded or resolved as the start does, so a file that
+ * passes here does not fail at start for these; then what the start warns
+ * about. Returns the number of problems printed. */
 static int check_daemon(const config *cfg, const char *path)
 {
     int problems = 0;
@@ -70,6 +74,8 @@ static int check_daemon(const config *cfg, const char *path)
         fprintf(stderr, "%s: %s\n", path, msg);
         problems++;
     }
+    listeners_check(cfg, print_problem, &problems);
+    if (metrics_check(cfg, msg, sizeof msg) < 0) print_problem(&problems, msg);
 
     auth_file users;
     char *err = NULL;

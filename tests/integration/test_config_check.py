@@ -3,9 +3,14 @@
 `tidepool --check FILE` exits 0 for a valid file and 1 for an invalid one,
 reporting every problem as `FILE:LINE: key: what is wrong`; `--version`,
 `--help`. --check does what the start does before it binds (systemd's
-ExecStartPre runs it): it loads the auth_file, so a file it passes does not
-then fail at start for it. No PostgreSQL is needed: --check validates and
-never connects."""
+ExecStartPre runs it): it loads the auth_file and resolves the host names of
+listen_addr and metrics_listen, so a file it passes does not then fail at
+start for them. No PostgreSQL is needed: --check validates and never
+connects; ListenByName alone starts a cluster, to connect through a
+listen_addr given as a host name.
+
+Names that must not resolve have a 64-character label: the resolver refuses
+them before sending any query, so no test traffic leaves the machine."""
 
 import os
 import re
@@ -18,6 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tpharness as h  # noqa: E402
 
 EXAMPLE = h.REPO_ROOT / "config" / "tidepool.ini.example"
+# Longer than a DNS label may be (63): fails to resolve without a DNS query.
+UNRESOLVABLE = "x" * 64 + ".invalid"
 
 
 def project_version():
@@ -264,6 +271,40 @@ class ConfigCheck(h.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("OK", r.stdout)
 
+    def test_listen_addr_host_name(self):
+        r = self.check(self.small("localhost.ini", listen_addr="localhost"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.check(self.small("mixed.ini", listen_addr="127.0.0.1, localhost"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_listen_addr_unresolvable(self):
+        # The name first: the start then fails before it binds anything.
+        path = self.small("nohost.ini", listen_addr=f"{UNRESOLVABLE}, 127.0.0.1")
+        r = self.check(path)
+        self.assertRefused(r)
+        self.assertProblem(r.stderr, path, 2, "listen_addr")
+        self.assertIn(f"'{UNRESOLVABLE}' does not resolve", r.stderr)
+        self.assertStartRefused(path, f"{path}:2: listen_addr: '{UNRESOLVABLE}' does not resolve")
+
+    def test_metrics_listen_unresolvable(self):
+        path = self.small("nometrics.ini", metrics_listen=f"{UNRESOLVABLE}:9127")
+        r = self.check(path)
+        self.assertRefused(r)
+        self.assertProblem(r.stderr, path, 6, "metrics_listen")
+        self.assertIn(f"'{UNRESOLVABLE}' does not resolve", r.stderr)
+        r = self.check(self.small("metrics.ini", metrics_listen="localhost:9127"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_every_start_problem_reported(self):
+        missing = os.path.join(self.dir, "gone.txt")
+        path = self.small("all.ini", listen_addr=UNRESOLVABLE, auth_file=missing,
+                          metrics_listen=f"{UNRESOLVABLE}:9127")
+        r = self.check(path)
+        self.assertRefused(r)
+        self.assertProblem(r.stderr, path, 2, "listen_addr")
+        self.assertProblem(r.stderr, path, 6, "metrics_listen")
+        self.assertIn(f"{path}:5: auth_file {missing}: cannot open", r.stderr)
+
     # -- other options --
 
     def test_version(self):
@@ -279,6 +320,20 @@ class ConfigCheck(h.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("--check", r.stdout)
         self.assertIn("--version", r.stdout)
+
+
+class ListenByName(h.TestCase):
+    """listen_addr = localhost, as PgBouncer allows: tidepool resolves it at
+    start and listens on its addresses (127.0.0.1, and ::1 where the machine
+    has it); a client connects through 127.0.0.1."""
+
+    def test_listen_addr_localhost(self):
+        with h.Cluster() as pg, h.Tidepool(pg, settings={"listen_addr": "localhost"}) as tp:
+            r = h.run_tidepool("--check", tp.config_path)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with tp.raw() as c:  # tp.host is 127.0.0.1
+                self.assertEqual(c.fetch("SELECT 1")[0][0], "1")
+            self.assertIn(f"listening on 127.0.0.1:{tp.port} (localhost)", tp.log_text())
 
 
 if __name__ == "__main__":
