@@ -1,8 +1,9 @@
 /* secrets.h: the auth_file, loaded the same way at start, on SIGHUP and by
  * --check; and warnings about where secrets are kept: an auth_file (or a
- * configuration file whose urls hold passwords) that group or others may
- * read or write, and auth_file entries the configured auth_type can never
- * accept. The warnings refuse nothing. */
+ * configuration file whose urls hold passwords) that others may read or
+ * write, its group may write, or its group may read while it is owned by
+ * neither root nor tidepool's user; and auth_file entries the configured
+ * auth_type can never accept. The warnings refuse nothing. */
 #pragma once
 
 #include "auth/auth.h"
