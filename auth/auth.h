@@ -1,9 +1,10 @@
 /* auth.h: client authentication for tidepool, without I/O.
  *
  * - The auth_file (PgBouncer's userlist.txt format): one `"user" "secret"`
- *   per line, `""` inside quotes is a literal quote, `;`/`#` lines and blank
- *   lines ignored. A secret is a SCRAM verifier (`SCRAM-SHA-256$…`), an MD5
- *   hash (`md5` + 32 hex digits) or a plaintext password.
+ *   per line (further fields ignored, as PgBouncer does), `""` inside quotes
+ *   is a literal quote, `;`/`#` lines and blank lines ignored. A secret is a
+ *   SCRAM verifier (`SCRAM-SHA-256$…`), an MD5 hash (`md5` + 32 hex digits)
+ *   or a plaintext password.
  * - The server side of SCRAM-SHA-256 (RFC 5802 / 7677, no channel binding),
  *   as a state machine fed with the client's messages.
  * - MD5 and cleartext password checks.
@@ -36,8 +37,10 @@ typedef struct auth_file {
 /* Parse the text of an auth_file. Returns 0, or -1 with *err_line set to the
  * first bad line (1-based) and *why to a static message. */
 int auth_file_parse(const char *text, auth_file *out, int *err_line, const char **why);
-/* Read and parse a file. Returns 0, or -1 with a malloc'd message in *err
- * ("PATH:LINE: what" or "PATH: strerror"). */
+/* Read and parse a file. Returns 0; -1 for a bad line, with a malloc'd
+ * "PATH:LINE: what" in *err; or -2 when the file cannot be read (or memory
+ * is short), with "PATH: cannot open: strerror" (or "cannot read: ...",
+ * "out of memory"). */
 int auth_file_load(const char *path, auth_file *out, char **err);
 void auth_file_free(auth_file *f);
 /* The entry of `user`, or NULL. Not const: the entry caches derived keys. */

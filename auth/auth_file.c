@@ -2,9 +2,12 @@
  * classification of the secrets it holds.
  *
  * Each line is blank, a comment (first non-blank character ';' or '#'), or
- * `"user" "secret"`: two double-quoted strings separated by blanks, in which a
- * doubled quote stands for one literal quote. Nothing but blanks may follow
- * the secret. When a user appears twice the later line wins, as in PgBouncer.
+ * `"user" "secret" ...`: two double-quoted strings separated by blanks, in
+ * which a doubled quote stands for one literal quote. Whatever follows the
+ * secret after a blank is ignored, as PgBouncer ignores it (its userlists
+ * often end in `""`, a relic of PostgreSQL's old pg_auth file); text right
+ * after the secret's closing quote is refused. When a user appears twice the
+ * later line wins, as in PgBouncer.
  * Parsing is all-or-nothing: the first bad line fails the whole file, so a
  * reload can keep the previous users instead of half of the new ones.
  *
@@ -137,10 +140,10 @@ static int parse_line(parser *ps, const char *p, const char *eol, const char **w
     rc = read_quoted(&p, eol, &secret, why);
     if (rc != 0)
         goto fail;
-    while (p < eol && is_blank(*p))
-        p++;
-    if (p != eol) {
-        *why = "unexpected text after secret";
+    /* Further fields are ignored, as PgBouncer ignores them; text glued to
+     * the closing quote is more likely a quote that was not doubled. */
+    if (p < eol && !is_blank(*p)) {
+        *why = "expected a blank or the end of the line after the secret (write a quote inside it as \"\")";
         rc = -1;
         goto fail;
     }
@@ -273,6 +276,7 @@ int auth_file_load(const char *path, auth_file *out, char **err)
     char *buf = NULL;
     size_t len = 0, cap = 0;
     int saved_errno = 0;
+    const char *doing = "cannot open";
 
     out->users = NULL;
     out->n_users = 0;
@@ -284,6 +288,7 @@ int auth_file_load(const char *path, auth_file *out, char **err)
         saved_errno = errno;
         goto io_fail;
     }
+    doing = "cannot read";
     for (;;) {
         if (cap - len < 4096) {
             size_t ncap = cap ? cap * 2 : 8192;
@@ -316,7 +321,7 @@ int auth_file_load(const char *path, auth_file *out, char **err)
     if (rc != 0) {
         if (err != NULL)
             *err = format_err(path, line, why);
-        return -1;
+        return line > 0 ? -1 : -2;
     }
     return 0;
 
@@ -327,9 +332,12 @@ io_fail:
         OPENSSL_cleanse(buf, len);
         free(buf);
     }
-    if (err != NULL)
-        *err = format_err(path, 0, strerror(saved_errno));
-    return -1;
+    if (err != NULL) {
+        char what[256];
+        snprintf(what, sizeof what, "%s: %s", doing, strerror(saved_errno));
+        *err = format_err(path, 0, what);
+    }
+    return -2;
 }
 
 void auth_file_free(auth_file *f)

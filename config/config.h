@@ -93,8 +93,15 @@ typedef struct config_pool {
     int line;                /* line of the [pool.NAME] header */
 } config_pool;
 
+/* Most keys config_key_count() may return (config_diff's masks are 64 bits). */
+#define CONFIG_MAX_KEYS 64
+
 typedef struct config {
     char *path;                /* file name used in messages */
+    int key_lines[CONFIG_MAX_KEYS]; /* line in [tidepool] where key i (config_key_info_at)
+                                       was last written, 0 = not written; for the
+                                       daemon's own checks (--check). Of the file this
+                                       config was loaded from */
     char **listen_addrs;       /* TCP addresses; "*" is kept as "*" */
     size_t n_listen_addrs;     /* 0 = no TCP */
     int listen_port;           /* 1..65535 */
@@ -158,6 +165,13 @@ bool config_url_has_password(const char *url);
 
 /* The pool named `name`, or NULL. */
 const config_pool *config_find_pool(const config *cfg, const char *name);
+
+/* The line in [tidepool] where `key` was written, 0 when it was not. */
+int config_key_line(const config *cfg, const char *key);
+/* Where a problem with `key` that only the daemon can see (a host name that
+ * does not resolve, an auth_file it cannot open) is reported: "FILE:LINE",
+ * or "FILE" when the key was not written. Written into buf; returns buf. */
+const char *config_key_where(const config *cfg, const char *key, char *buf, size_t len);
 
 /* Turn a url as written into a conninfo for libpq: "postgresql+psycopg2://…"
  * and "postgres://…" become "postgresql://…"; keyword strings are kept.

@@ -97,7 +97,8 @@ static const config_word tls_mode_words[] = {
 static const config_key keys[] = {
     /* [tidepool] (SPEC §3.1) */
     {"listen_addr", CONFIG_SCOPE_DAEMON, KIND_ADDRS, D(listen_addrs), D(n_listen_addrs), 0, 0, NULL,
-     "comma-separated addresses (like 127.0.0.1,::1 or *), or nothing for no TCP", "127.0.0.1"},
+     "comma-separated addresses or host names (like 127.0.0.1,::1, localhost or *), or nothing for no TCP",
+     "127.0.0.1"},
     {"listen_port", CONFIG_SCOPE_DAEMON, KIND_INT, D(listen_port), 0, 1, 65535, NULL,
      "an integer from 1 to 65535", "6432"},
     {"unix_socket_dir", CONFIG_SCOPE_DAEMON, KIND_DIR, D(unix_socket_dir), 0, 0, 0, NULL,
@@ -525,7 +526,7 @@ int config_pool_copy(config_pool *dst, const config_pool *src)
 
 /* ---- the keys, for SHOW CONFIG and reload --------------------------------------- */
 
-_Static_assert(N_KEYS <= 64, "config_diff keeps changed keys in a 64-bit mask");
+_Static_assert(N_KEYS <= 64 && N_KEYS <= CONFIG_MAX_KEYS, "config_diff keeps changed keys in a 64-bit mask");
 
 /* Listeners are opened once; a backend's url, mode and session defaults are
  * fixed when it connects. Everything else is read where it is used. */

@@ -15,9 +15,11 @@
  *
  * A key line longer than inih's buffer is split here, by inih's rules, and
  * handed to it as a blank line; a line holding a NUL byte is reported and
- * handed to it as blank too. Nothing is validated here
- * beyond sections and duplicates: values are judged later, once the whole
- * file is known, because [tidepool] may come after the pools. */
+ * handed to it as blank too. An on_connect line holding an inline " ;"
+ * comment is reported and handed to inih as blank (the comment would cut its
+ * SQL). Nothing else is validated here beyond sections and duplicates: values
+ * are judged later, once the whole file is known, because [tidepool] may come
+ * after the pools. */
 #include <ctype.h>
 #include <ini.h>
 #include <stdio.h>
@@ -151,6 +153,44 @@ static void header(lexer *lx, const char *inside, size_t len, const char *after)
     }
 }
 
+/* on_connect is SQL, where ';' separates statements: an inline " ;" comment
+ * there would silently drop the statements after it (inih cuts the value at
+ * the first ';' after a blank), so the line is refused, with the value
+ * written as it would be kept whole. Every other key keeps its inline
+ * comments. Returns whether the line was refused. `sep` is its '=' or ':'. */
+static bool sql_cut_by_comment(lexer *lx, const char *line, const char *sep)
+{
+    static const char key[] = "on_connect";
+    const char *k = line, *k_end = sep;
+    while (k_end > k && isspace((unsigned char)k_end[-1]))
+        k_end--;
+    if ((size_t)(k_end - k) != sizeof key - 1 || memcmp(k, key, sizeof key - 1) != 0) return false;
+    const char *value = sep + 1;
+    if (*find_chars_or_comment(value, NULL) != ';') return false;
+    /* The value with the blanks before each such ';' taken out. */
+    char *whole = trimmed(value, value + strlen(value));
+    if (!whole) {
+        oom(lx);
+        return true;
+    }
+    char *o = whole;
+    bool was_space = false;
+    for (const char *p = whole; *p; p++) {
+        if (*p == ';' && was_space)
+            while (o > whole && isspace((unsigned char)o[-1]))
+                o--;
+        was_space = isspace((unsigned char)*p);
+        *o++ = *p;
+    }
+    *o = '\0';
+    config_errlist_add(lx->el, lx->lineno, key,
+                       "\" ;\" starts a comment here, so the statements after it would be lost: write "
+                       "\"%s\" (no blank before ';'), or put the comment on a line of its own",
+                       whole);
+    free(whole);
+    return true;
+}
+
 /* Sorts the line out as inih will (see ini_parse_stream() in inih 55), and
  * notes sections and errors. `line` has no blanks at either end. */
 static line_kind classify(lexer *lx, const char *line)
@@ -178,6 +218,7 @@ static line_kind classify(lexer *lx, const char *line)
                            "syntax error: expected 'key = value' or a [section] header");
         return LINE_SKIPPED;
     }
+    if (sql_cut_by_comment(lx, line, sep)) return LINE_SKIPPED;
     return LINE_KEY;
 }
 

@@ -47,6 +47,22 @@ const config_pool *config_find_pool(const config *cfg, const char *name)
     return NULL;
 }
 
+int config_key_line(const config *cfg, const char *key)
+{
+    int i = config_key_index(key);
+    return i < 0 ? 0 : cfg->key_lines[i];
+}
+
+const char *config_key_where(const config *cfg, const char *key, char *buf, size_t len)
+{
+    int line = config_key_line(cfg, key);
+    if (line > 0)
+        snprintf(buf, len, "%s:%d", cfg->path, line);
+    else
+        snprintf(buf, len, "%s", cfg->path);
+    return buf;
+}
+
 /* Applies one entry to `base`, reporting a bad value at its line. */
 static void apply(config_errlist *el, const config_key *k, const config_entry *e, void *base)
 {
@@ -87,6 +103,7 @@ static int resolve_daemon(config_errlist *el, const config_section *s, config *c
         } else {
             apply(el, k, e, defaults);
         }
+        if (k) cfg->key_lines[config_key_index(e->key)] = e->line;
     }
     return socket_dir_line;
 }
@@ -175,6 +192,43 @@ static void check_client_tls(config_errlist *el, const config *cfg, const config
                            "'%s' needs %s", config_tls_mode_to_str(cfg->client_tls_sslmode), missing);
 }
 
+/* Line of `key` in section s, or of its header when s does not write it. */
+static int key_or_header_line(const config_section *s, const char *key)
+{
+    for (size_t i = 0; i < s->n; i++)
+        if (strcmp(s->entries[i].key, key) == 0) return s->entries[i].line;
+    return s->line;
+}
+
+/* pool_logging_name is the pool label of every metric series and the name in
+ * log lines: two pools sharing one would emit duplicate series. Each pool
+ * whose logging name an earlier pool has is reported, at its own line.
+ * Pools of rejected sections (already reported) are left out. */
+static void check_logging_names(config_errlist *el, const config *cfg, const config_doc *doc)
+{
+    const config_section **of = calloc(cfg->n_pools ? cfg->n_pools : 1, sizeof *of);
+    if (!of) {
+        el->oom = true;
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < doc->n && n < cfg->n_pools; i++)
+        if (doc->v[i].kind == CONFIG_SECTION_POOL) of[n++] = &doc->v[i]; /* pools are made in section order */
+    for (size_t i = 0; i < n; i++) {
+        if (of[i]->rejected) continue;
+        const char *name = cfg->pools[i].pool_logging_name;
+        for (size_t j = 0; j < i; j++) {
+            if (of[j]->rejected || strcmp(cfg->pools[j].pool_logging_name, name) != 0) continue;
+            config_errlist_add(el, key_or_header_line(of[i], "pool_logging_name"), "pool_logging_name",
+                               "'%s' is the logging name of %s too (line %d); each pool needs its own "
+                               "(it is the pool label of the metrics)",
+                               name, of[j]->header, key_or_header_line(of[j], "pool_logging_name"));
+            break;
+        }
+    }
+    free(of);
+}
+
 static config *resolve(config_errlist *el, const config_doc *doc, const char *name)
 {
     config *cfg = calloc(1, sizeof *cfg);
@@ -216,6 +270,7 @@ static config *resolve(config_errlist *el, const config_doc *doc, const char *na
         if (resolve_pool(el, s, &defaults, url_default_written, pool) < 0)
             goto oom;
     }
+    check_logging_names(el, cfg, doc);
     config_pool_clear(&defaults);
     return cfg;
 

@@ -1,6 +1,12 @@
 /* listener.c: opens, accepts on and closes the client-facing sockets. TCP
  * listeners bind each address of listen_addr (`*` = every IPv4 and IPv6
- * address); the Unix socket is created with unix_socket_mode, and a stale
+ * address). An item that is not a numeric address is a host name, resolved
+ * with getaddrinfo once, at start, before the loop runs (so blocking is
+ * harmless), and listened on at every address it resolves to; one of them
+ * that this machine does not have (`localhost`'s ::1 without IPv6) is
+ * skipped with a warning as long as another was bound. --check resolves the
+ * names the same way (listeners_check). The Unix socket is created with
+ * unix_socket_mode, and a stale
  * socket file left by a dead process is replaced, a live one is refused.
  * Under socket activation a configured listener whose address systemd passed
  * (listener_systemd.c) adopts that socket instead of binding, and its file is
@@ -8,6 +14,7 @@
 #include "daemon/listener.h"
 
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -111,36 +118,155 @@ static int adopt(listener_fd *p, bool configured)
     return 0;
 }
 
-static int open_tcp(const char *addr, int port)
+/* The addresses of one listen_addr item (not "*"), with `port` set, each
+ * once: a numeric address gives one, a host name every address it resolves
+ * to. Returns how many (> 0) with *out malloc'd and *is_name set, or -1 with
+ * `why` ("'NAME' does not resolve: ..."). */
+static int resolve_addr(const char *addr, int port, struct sockaddr_storage **out, bool *is_name, char *why,
+                        size_t why_len)
 {
-    struct sockaddr_storage ss;
-    int rc;
-    if (strchr(addr, ':'))
-        rc = uv_ip6_addr(addr, port, (struct sockaddr_in6 *)&ss);
-    else
-        rc = uv_ip4_addr(addr, port, (struct sockaddr_in *)&ss);
-    if (rc < 0) {
-        log_error("listen_addr %s: not a numeric address", addr);
-        return rc;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICHOST};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(addr, NULL, &hints, &res);
+    *is_name = rc != 0;
+    if (rc != 0) {
+        hints.ai_flags = 0;
+        rc = getaddrinfo(addr, NULL, &hints, &res);
     }
-    listener_fd *p = listener_fds_find(passed, n_passed, (struct sockaddr *)&ss);
+    if (rc != 0) {
+        snprintf(why, why_len, "'%s' does not resolve: %s", addr,
+                 rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+        return -1;
+    }
+    size_t n = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        n++;
+    struct sockaddr_storage *v = calloc(n ? n : 1, sizeof *v);
+    if (!v) {
+        freeaddrinfo(res);
+        snprintf(why, why_len, "'%s': out of memory", addr);
+        return -1;
+    }
+    size_t used = 0;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        if ((ai->ai_family != AF_INET && ai->ai_family != AF_INET6) || ai->ai_addrlen > sizeof v[0]) continue;
+        struct sockaddr_storage ss = {0};
+        memcpy(&ss, ai->ai_addr, ai->ai_addrlen);
+        if (ss.ss_family == AF_INET)
+            ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)port);
+        else
+            ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)port);
+        bool seen = false;
+        for (size_t i = 0; i < used && !seen; i++)
+            seen = memcmp(&v[i], &ss, sizeof ss) == 0;
+        if (!seen) v[used++] = ss;
+    }
+    freeaddrinfo(res);
+    if (used == 0) {
+        free(v);
+        snprintf(why, why_len, "'%s' does not resolve to an IPv4 or IPv6 address", addr);
+        return -1;
+    }
+    *out = v;
+    return (int)used;
+}
+
+/* Listen on one address; `name` is the host name it came from, or NULL. */
+static int open_tcp_at(const struct sockaddr_storage *ss, const char *name)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    int port;
+    if (ss->ss_family == AF_INET6) {
+        uv_ip6_name((const struct sockaddr_in6 *)ss, ip, sizeof ip);
+        port = ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    } else {
+        uv_ip4_name((const struct sockaddr_in *)ss, ip, sizeof ip);
+        port = ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    }
+    char what[INET6_ADDRSTRLEN + 300];
+    if (name)
+        snprintf(what, sizeof what, "%s:%d (%s)", ip, port, name);
+    else
+        snprintf(what, sizeof what, "%s:%d", ip, port);
+    listener_fd *p = listener_fds_find(passed, n_passed, (const struct sockaddr *)ss);
     if (p) return adopt(p, true);
     listener *l = listener_new(false);
     if (!l) return UV_ENOMEM;
     uv_tcp_init(tp.loop, &l->h.tcp);
     l->h.handle.data = l;
-    char what[INET6_ADDRSTRLEN + 16];
-    snprintf(what, sizeof what, "%s:%d", addr, port);
-    unsigned flags = strchr(addr, ':') ? UV_TCP_IPV6ONLY : 0;
-    rc = uv_tcp_bind(&l->h.tcp, (struct sockaddr *)&ss, flags);
+    unsigned flags = ss->ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;
+    int rc = uv_tcp_bind(&l->h.tcp, (const struct sockaddr *)ss, flags);
     if (rc < 0) {
-        log_error("could not listen on %s: %s", what, uv_strerror(rc));
+        /* A name's address this machine lacks is the caller's to judge. */
+        if (!name || (rc != UV_EADDRNOTAVAIL && rc != UV_EAFNOSUPPORT && rc != UV_EINVAL))
+            log_error("could not listen on %s: %s", what, uv_strerror(rc));
         uv_close(&l->h.handle, on_listener_closed);
         return rc;
     }
     if ((rc = start_listening(l, what)) < 0) return rc;
     log_info("listening on %s", what);
     return 0;
+}
+
+/* Listen on a listen_addr item (`where`: "FILE:LINE" of the key, for the
+ * message when it does not resolve). */
+static int open_tcp(const char *addr, int port, const char *where)
+{
+    struct sockaddr_storage *v = NULL;
+    bool is_name;
+    char why[600];
+    int n = resolve_addr(addr, port, &v, &is_name, why, sizeof why);
+    if (n < 0) {
+        log_error("%s: listen_addr: %s", where, why);
+        return UV_EINVAL;
+    }
+    int rc = 0, opened = 0, first_err = 0;
+    for (int i = 0; i < n; i++) {
+        rc = open_tcp_at(&v[i], is_name ? addr : NULL);
+        if (rc == 0) {
+            opened++;
+        } else if (is_name && (rc == UV_EADDRNOTAVAIL || rc == UV_EAFNOSUPPORT || rc == UV_EINVAL)) {
+            char ip[INET6_ADDRSTRLEN] = "?";
+            if (v[i].ss_family == AF_INET6)
+                uv_ip6_name((const struct sockaddr_in6 *)&v[i], ip, sizeof ip);
+            else
+                uv_ip4_name((const struct sockaddr_in *)&v[i], ip, sizeof ip);
+            log_warn("listen_addr %s: not listening on its address %s: %s", addr, ip, uv_strerror(rc));
+            if (!first_err) first_err = rc;
+            rc = 0;
+        } else {
+            break; /* logged by open_tcp_at */
+        }
+    }
+    free(v);
+    if (rc < 0) return rc;
+    if (opened == 0) {
+        log_error("listen_addr %s: none of its addresses can be listened on", addr);
+        return first_err ? first_err : UV_EADDRNOTAVAIL;
+    }
+    return 0;
+}
+
+int listeners_check(const config *cfg, void (*report)(void *arg, const char *message), void *arg)
+{
+    int problems = 0;
+    char where[1100];
+    config_key_where(cfg, "listen_addr", where, sizeof where);
+    for (size_t i = 0; i < cfg->n_listen_addrs; i++) {
+        const char *a = cfg->listen_addrs[i];
+        if (strcmp(a, "*") == 0) continue;
+        struct sockaddr_storage *v = NULL;
+        bool is_name;
+        char why[600], msg[1800];
+        if (resolve_addr(a, cfg->listen_port, &v, &is_name, why, sizeof why) < 0) {
+            snprintf(msg, sizeof msg, "%s: listen_addr: %s", where, why);
+            report(arg, msg);
+            problems++;
+            continue;
+        }
+        free(v);
+    }
+    return problems;
 }
 
 /* A socket file exists: is a process still accepting on it? */
@@ -195,6 +321,8 @@ static int open_unix(const char *dir, int port, int mode)
 static int open_configured(const config *cfg)
 {
     int rc;
+    char where[1100];
+    config_key_where(cfg, "listen_addr", where, sizeof where);
     for (size_t i = 0; i < cfg->n_listen_addrs; i++) {
         const char *a = cfg->listen_addrs[i];
         listener_fd *both;
@@ -203,10 +331,10 @@ static int open_configured(const config *cfg)
             /* systemd's ListenStream=PORT: one socket for IPv6 and IPv4. */
             if ((rc = adopt(both, true)) < 0) return rc;
         } else if (strcmp(a, "*") == 0) {
-            if ((rc = open_tcp("0.0.0.0", cfg->listen_port)) < 0) return rc;
-            if ((rc = open_tcp("::", cfg->listen_port)) < 0)
+            if ((rc = open_tcp("0.0.0.0", cfg->listen_port, where)) < 0) return rc;
+            if ((rc = open_tcp("::", cfg->listen_port, where)) < 0)
                 log_warn("IPv6 listener not opened; continuing with IPv4");
-        } else if ((rc = open_tcp(a, cfg->listen_port)) < 0) {
+        } else if ((rc = open_tcp(a, cfg->listen_port, where)) < 0) {
             return rc;
         }
     }

@@ -1,6 +1,8 @@
 /* main.c: the command line (SPEC §2): tidepool [--check] [CONFIG],
  * --version, --help. Loads and validates the configuration, then hands it
- * to the server. */
+ * to the server; --check also does what the start does before it binds (the
+ * auth_file, the TLS files, the host names to listen on) and reports what
+ * would fail. */
 #include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,7 +10,9 @@
 
 #include "config/config.h"
 #include "daemon/client_tls.h"
+#include "daemon/listener.h"
 #include "daemon/log.h"
+#include "daemon/metrics.h"
 #include "daemon/secrets.h"
 #include "daemon/server.h"
 #include "version.h"
@@ -50,17 +54,42 @@ static void print_warning(void *arg, const char *message)
     fprintf(stderr, "%s: warning: %s\n", (const char *)arg, message);
 }
 
-/* --check: what the daemon would warn about at start. */
-static void check_secrets(const config *cfg, const char *path)
+static void print_problem(void *arg, const char *message)
 {
-    secrets_check_files(cfg, print_warning, (void *)path);
+    int *problems = arg;
+    fprintf(stderr, "%s\n", message);
+    (*problems)++;
+}
+
+/* --check, once the file itself is valid: what only the daemon can judge
+ * (the client TLS files, the auth_file, host names in listen_addr and
+ * metrics_listen), each loaded or resolved as the start does, so a file that
+ * passes here does not fail at start for these; then what the start warns
+ * about. Returns the number of problems printed. */
+static int check_daemon(const config *cfg, const char *path)
+{
+    int problems = 0;
+    char msg[2048];
+    if (client_tls_check(cfg, msg, sizeof msg) < 0) {
+        fprintf(stderr, "%s: %s\n", path, msg);
+        problems++;
+    }
+    listeners_check(cfg, print_problem, &problems);
+    if (metrics_check(cfg, msg, sizeof msg) < 0) print_problem(&problems, msg);
+
     auth_file users;
     char *err = NULL;
-    if (cfg->auth_file && auth_file_load(cfg->auth_file, &users, &err) == 0) {
+    bool loaded = secrets_load_users(cfg, &users, &err) == 0;
+    if (!loaded) {
+        print_problem(&problems, err ? err : "auth_file: out of memory");
+        free(err);
+    }
+    secrets_check_files(cfg, print_warning, (void *)path);
+    if (loaded) {
         secrets_check_users(cfg, &users, print_warning, (void *)path);
         auth_file_free(&users);
     }
-    free(err);
+    return problems;
 }
 
 int main(int argc, char **argv)
@@ -100,17 +129,11 @@ int main(int argc, char **argv)
         return 1;
     }
     config_errors_clear(&errs);
-    char tls_err[512];
-    if (check_only && client_tls_check(cfg, tls_err, sizeof tls_err) < 0) {
-        fprintf(stderr, "%s: %s\n", path, tls_err);
-        config_free(cfg);
-        return 1;
-    }
     if (check_only) {
-        check_secrets(cfg, path);
-        printf("%s: OK (%zu pool%s)\n", path, cfg->n_pools, cfg->n_pools == 1 ? "" : "s");
+        int problems = check_daemon(cfg, path);
+        if (problems == 0) printf("%s: OK (%zu pool%s)\n", path, cfg->n_pools, cfg->n_pools == 1 ? "" : "s");
         config_free(cfg);
-        return 0;
+        return problems ? 1 : 0;
     }
     return server_run(cfg);
 }

@@ -14,6 +14,7 @@
  * are served at once; more are closed at accept. */
 #include "daemon/metrics.h"
 
+#include <errno.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,19 +307,23 @@ static void on_connection(uv_stream_t *server, int status)
 /* ---- the listener ---- */
 
 /* "HOST:PORT", "[V6]:PORT" or "*:PORT" into an address; a host name is
- * resolved here, once, at start (before the loop runs). */
-static int resolve(const char *hostport, struct sockaddr_storage *ss)
+ * resolved here, once, at start (before the loop runs) and by --check, and
+ * its first address is used. Returns 0, or -1 with `why`. */
+static int resolve(const char *hostport, struct sockaddr_storage *ss, char *why, size_t why_len)
 {
     const char *colon = strrchr(hostport, ':');
-    if (!colon) return UV_EINVAL;
     char host[256];
-    size_t hlen = (size_t)(colon - hostport);
-    if (hostport[0] == '[' && hlen >= 2) {
-        hostport++;
+    const char *h = hostport;
+    size_t hlen = colon ? (size_t)(colon - hostport) : 0;
+    if (colon && h[0] == '[' && hlen >= 2) {
+        h++;
         hlen -= 2;
     }
-    if (hlen >= sizeof host) return UV_EINVAL;
-    memcpy(host, hostport, hlen);
+    if (!colon || hlen >= sizeof host) {
+        snprintf(why, why_len, "'%s' is not HOST:PORT", hostport);
+        return -1;
+    }
+    memcpy(host, h, hlen);
     host[hlen] = '\0';
     int port = atoi(colon + 1);
     if (strcmp(host, "*") == 0) snprintf(host, sizeof host, "0.0.0.0");
@@ -327,28 +332,49 @@ static int resolve(const char *hostport, struct sockaddr_storage *ss)
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res = NULL;
     int rc = getaddrinfo(host, colon + 1, &hints, &res);
     if (rc != 0 || !res) {
-        log_error("metrics_listen %s: %s", hostport, gai_strerror(rc));
-        return UV_EINVAL;
+        snprintf(why, why_len, "host '%s' does not resolve: %s", host,
+                 rc == EAI_SYSTEM ? strerror(errno)
+                 : rc             ? gai_strerror(rc)
+                                  : "no address");
+        if (res) freeaddrinfo(res);
+        return -1;
     }
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
     return 0;
 }
 
+/* cfg->metrics_listen into *ss, or -1 with "FILE:LINE: metrics_listen: what". */
+static int resolve_configured(const config *cfg, struct sockaddr_storage *ss, char *why, size_t why_len)
+{
+    memset(ss, 0, sizeof *ss);
+    char what[600];
+    if (resolve(cfg->metrics_listen, ss, what, sizeof what) == 0) return 0;
+    char where[1100];
+    snprintf(why, why_len, "%s: metrics_listen: %s",
+             config_key_where(cfg, "metrics_listen", where, sizeof where), what);
+    return -1;
+}
+
+int metrics_check(const config *cfg, char *why, size_t why_len)
+{
+    struct sockaddr_storage ss;
+    return cfg->metrics_listen ? resolve_configured(cfg, &ss, why, why_len) : 0;
+}
+
 int metrics_open(const config *cfg)
 {
     if (!cfg->metrics_listen) return 0;
     struct sockaddr_storage ss;
-    memset(&ss, 0, sizeof ss);
-    int rc = resolve(cfg->metrics_listen, &ss);
-    if (rc < 0) {
-        log_error("metrics_listen %s: not an address to listen on", cfg->metrics_listen);
-        return rc;
+    char why[1800];
+    if (resolve_configured(cfg, &ss, why, sizeof why) < 0) {
+        log_error("%s", why);
+        return UV_EINVAL;
     }
     listener = malloc(sizeof *listener);
     if (!listener) return UV_ENOMEM;
     uv_tcp_init(tp.loop, listener);
-    rc = uv_tcp_bind(listener, (struct sockaddr *)&ss, ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+    int rc = uv_tcp_bind(listener, (struct sockaddr *)&ss, ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
     if (rc == 0) rc = uv_listen((uv_stream_t *)listener, 128, on_connection);
     if (rc < 0) {
         log_error("metrics: could not listen on %s: %s", cfg->metrics_listen, uv_strerror(rc));

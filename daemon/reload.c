@@ -97,16 +97,12 @@ static int reload_config(config_errors *out)
         return refuse(path, &errs, out);
     }
     auth_file users = {0};
-    if (fresh->auth_file) {
-        char *why = NULL;
-        if (auth_file_load(fresh->auth_file, &users, &why) < 0) {
-            char msg[1024];
-            snprintf(msg, sizeof msg, "%s: auth_file: %s", path, why ? why : "cannot load");
-            add_error(&errs, msg);
-            free(why);
-            config_free(fresh);
-            return refuse(path, &errs, out);
-        }
+    char *why = NULL;
+    if (secrets_load_users(fresh, &users, &why) < 0) {
+        add_error(&errs, why ? why : "auth_file: out of memory");
+        free(why);
+        config_free(fresh);
+        return refuse(path, &errs, out);
     }
     config_diff d;
     if (config_diff_make(tp.cfg, fresh, &d) < 0) {

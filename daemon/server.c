@@ -28,12 +28,10 @@ static bool shutdown_timer_on;
 
 static int load_users(const config *cfg, auth_file *out)
 {
-    memset(out, 0, sizeof *out);
-    if (!cfg->auth_file) return 0;
-    char *err = NULL;
-    if (auth_file_load(cfg->auth_file, out, &err) < 0) {
-        log_error("auth_file: %s", err ? err : "cannot load");
-        free(err);
+    char *msg = NULL;
+    if (secrets_load_users(cfg, out, &msg) < 0) {
+        log_error("%s", msg ? msg : "auth_file: out of memory");
+        free(msg);
         return -1;
     }
     return 0;

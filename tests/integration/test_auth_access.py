@@ -7,12 +7,15 @@ auth_file and a wrong password give byte-for-byte the same answers (modulo the
 user name), and a salt that is as stable for a missing user as for a real one;
 each failed login is logged once, with user, pool, address and reason, and no
 secret; auth_file and a configuration file holding passwords are warned about
-when group or others can read them.
+when others can read them, or their group can write them, or their group can
+read them and they are owned by neither root nor tidepool's user (the rule
+PostgreSQL applies to its key files; the .deb's 0640 root:tidepool is fine).
 """
 
 import base64
 import hashlib
 import os
+import pwd
 import re
 import struct
 import sys
@@ -271,24 +274,64 @@ class AuthAccess(h.ClusterTestCase):
             os.unlink(path)
 
     def test_permission_warnings(self):
-        warning = re.compile(r"auth_file \S+ can be read .*by group and others \(mode 0644\)")
+        # PostgreSQL's rule for its key files: others may not read (or write)
+        # it, its group may read it when root (or tidepool's own user) owns it.
+        warned = re.compile(r"can be (read|written)")
+        others = re.compile(r"auth_file \S+ can be read by others \(mode 0644\), but it holds passwords: "
+                            r"chmod o-rwx it")
         with self.daemon() as tp:
             self.assertEqual(os.stat(tp.auth_file).st_mode & 0o777, 0o600)
-            self.assertNotRegex(tp.log_text(), r"can be (read|written)")
+            self.assertNotRegex(tp.log_text(), warned)
             r = h.run_tidepool("--check", tp.config_path)
             self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertNotRegex(r.stderr, r"can be (read|written)")
+            self.assertNotRegex(r.stderr, warned)
 
             os.chmod(tp.auth_file, 0o644)
             tp.reload()
-            h.wait_until(lambda: warning.search(tp.log_text()), message="a warning after SIGHUP")
-            os.chmod(tp.config_path, 0o640)  # its urls hold the backend password
+            h.wait_until(lambda: others.search(tp.log_text()), message="a warning after SIGHUP")
+            os.chmod(tp.config_path, 0o604)  # its urls hold the backend password
             r = h.run_tidepool("--check", tp.config_path)
             self.assertEqual(r.returncode, 0, r.stderr)
-            self.assertRegex(r.stderr, warning)
-            self.assertRegex(r.stderr, r"configuration file \S+ can be read by group \(mode 0640\)")
+            self.assertRegex(r.stderr, others)
+            self.assertRegex(r.stderr, r"configuration file \S+ can be read by others \(mode 0604\)")
             with tp.raw(user="alice", password=USERS["alice"]) as c:  # a warning, not a refusal
                 self.assertEqual(c.fetch("SELECT 1")[0][0], "1")
+
+    def test_group_readable_owned_by_root_or_self(self):
+        # As the .deb installs them: 0640, the group being the service's.
+        with self.daemon() as tp:
+            owner = os.stat(tp.auth_file).st_uid
+            self.assertIn(owner, (0, os.geteuid()))
+            os.chmod(tp.auth_file, 0o640)
+            os.chmod(tp.config_path, 0o640)
+            tp.reload()
+            h.wait_until(lambda: "reloaded " in tp.log_text(), message="the reload")
+            r = h.run_tidepool("--check", tp.config_path)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertNotRegex(r.stderr, r"can be (read|written)")
+            # Written by the group is never fine.
+            os.chmod(tp.auth_file, 0o660)
+            r = h.run_tidepool("--check", tp.config_path)
+            self.assertRegex(r.stderr, r"auth_file \S+ can be written by group \S+ \(mode 0660\), but it holds "
+                                       r"passwords: chmod g-w it")
+        self.assertNotRegex(tp.log_text(), r"can be (read|written)")
+
+    def test_group_readable_owned_by_another_user(self):
+        if os.geteuid() != 0:
+            self.skipTest("needs root to give the file to another user")
+        nobody = pwd.getpwnam("nobody")
+        with self.daemon() as tp:
+            for path in (tp.auth_file, tp.config_path):
+                os.chown(path, nobody.pw_uid, -1)
+                os.chmod(path, 0o640)
+            r = h.run_tidepool("--check", tp.config_path)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            for what, path in (("auth_file", tp.auth_file), ("configuration file", tp.config_path)):
+                self.assertIn(f"{what} {path} can be read by group ", r.stderr)
+            self.assertRegex(r.stderr, r"\(mode 0640\) and is owned by nobody, neither root nor the user "
+                                       r"tidepool runs as, but it holds passwords: chown root it \(or chmod g-r it\)")
+            tp.reload()
+            h.wait_until(lambda: "is owned by nobody" in tp.log_text(), message="a warning after SIGHUP")
 
 
 if __name__ == "__main__":

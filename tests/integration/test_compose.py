@@ -181,7 +181,15 @@ class ComposeFile(h.TestCase):
 
     def test_tidepool_config_passes_check(self):
         path = container_file(self.compose, "tidepool", "/etc/tidepool/tidepool.ini")
-        r = h.run_tidepool("--check", str(path))
+        # --check loads the auth_file: the one the container would see.
+        conf = ini_sections(path)
+        users = container_file(self.compose, "tidepool", conf["tidepool"]["auth_file"])
+        self.assertIsNotNone(users, "auth_file is neither mounted nor copied")
+        with tempfile.TemporaryDirectory(dir=h._tmp_base()) as work:
+            text = re.sub(r"(?m)^auth_file = .*$", f"auth_file = {users}", path.read_text())
+            ini = Path(work, "tidepool.ini")
+            ini.write_text(text)
+            r = h.run_tidepool("--check", str(ini))
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
 
 

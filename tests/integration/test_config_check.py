@@ -2,7 +2,15 @@
 """The command line (SPEC §2) and configuration errors (SPEC §3):
 `tidepool --check FILE` exits 0 for a valid file and 1 for an invalid one,
 reporting every problem as `FILE:LINE: key: what is wrong`; `--version`,
-`--help`. No PostgreSQL is needed: --check validates and never connects."""
+`--help`. --check does what the start does before it binds (systemd's
+ExecStartPre runs it): it loads the auth_file and resolves the host names of
+listen_addr and metrics_listen, so a file it passes does not then fail at
+start for them. No PostgreSQL is needed: --check validates and never
+connects; ListenByName alone starts a cluster, to connect through a
+listen_addr given as a host name.
+
+Names that must not resolve have a 64-character label: the resolver refuses
+them before sending any query, so no test traffic leaves the machine."""
 
 import os
 import re
@@ -15,6 +23,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tpharness as h  # noqa: E402
 
 EXAMPLE = h.REPO_ROOT / "config" / "tidepool.ini.example"
+# Longer than a DNS label may be (63): fails to resolve without a DNS query.
+UNRESOLVABLE = "x" * 64 + ".invalid"
 
 
 def project_version():
@@ -71,7 +81,15 @@ class ConfigCheck(h.TestCase):
 
     def test_example_config_is_valid(self):
         self.assertTrue(EXAMPLE.exists(), f"{EXAMPLE} is missing")
-        r = self.check(str(EXAMPLE))
+        # It names the packaged /etc/tidepool/userlist.txt, which --check
+        # loads: point it at one that exists here.
+        text = EXAMPLE.read_text()
+        self.assertRegex(text, r"(?m)^auth_file = /etc/tidepool/userlist\.txt$")
+        text = re.sub(r"(?m)^auth_file = .*$", f"auth_file = {self.userlist}", text)
+        path = os.path.join(self.dir, "example.ini")
+        with open(path, "w") as f:
+            f.write(text)
+        r = self.check(path)
         self.assertEqual(r.returncode, 0, f"--check {EXAMPLE} failed:\n{r.stderr}")
 
     def test_valid_config(self):
@@ -188,6 +206,105 @@ class ConfigCheck(h.TestCase):
         self.assertEqual(r.returncode, 1, r.stderr)
         self.assertIn("does-not-exist.ini", r.stderr)
 
+    # -- what the start would refuse (--check must refuse it too) --
+
+    SMALL = """
+        [tidepool]
+        listen_addr = {listen_addr}
+        listen_port = 6432
+        unix_socket_dir = {dir}
+        auth_file = {auth_file}
+        metrics_listen = {metrics_listen}
+
+        [pool.inventorydb]
+        url = postgresql://app:secret@127.0.0.1:5432/inventorydb
+        """
+
+    def small(self, name, listen_addr="127.0.0.1", auth_file=None, metrics_listen=""):
+        """A valid file but for the values given; auth_file is on line 5,
+        listen_addr on 2, metrics_listen on 6."""
+        body = textwrap.dedent(self.SMALL).lstrip("\n").replace("{listen_addr}", listen_addr)
+        body = body.replace("{auth_file}", auth_file or "{userlist}").replace("{metrics_listen}", metrics_listen)
+        return self.write(name, body)
+
+    def assertRefused(self, r):
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertNotIn("OK", r.stdout)
+
+    def assertStartRefused(self, path, text):
+        """The daemon itself refuses the file at start, saying `text`."""
+        r = h.run_tidepool(path, timeout=20)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertIn(text, r.stderr)
+
+    def test_auth_file_missing(self):
+        missing = os.path.join(self.dir, "no-such-userlist.txt")
+        path = self.small("noauth.ini", auth_file=missing)
+        r = self.check(path)
+        self.assertRefused(r)
+        want = f"{path}:5: auth_file {missing}: cannot open: No such file or directory"
+        self.assertIn(want, r.stderr)
+        self.assertStartRefused(path, want)
+
+    def test_auth_file_unreadable(self):
+        # A directory: unreadable even to root.
+        path = self.small("dirauth.ini", auth_file=self.dir)
+        r = self.check(path)
+        self.assertRefused(r)
+        self.assertIn(f"{path}:5: auth_file {self.dir}: cannot read: Is a directory", r.stderr)
+
+    def test_auth_file_malformed(self):
+        with open(self.userlist, "w") as f:
+            f.write('; users\n"app" "secret"\n"broken "secret"\n')
+        path = self.small("badauth.ini")
+        r = self.check(path)
+        self.assertRefused(r)
+        # FILE:LINE of the auth_file itself.
+        self.assertRegex(r.stderr, rf"(?m)^{re.escape(self.userlist)}:3: \S")
+        self.assertStartRefused(path, f"{self.userlist}:3: ")
+
+    def test_auth_file_from_pgbouncer(self):
+        # PgBouncer ignores what follows the secret; so does tidepool.
+        with open(self.userlist, "w") as f:
+            f.write('"app" "secret" ""\n"report" "md5' + "0" * 32 + '" "" ""\n')
+        r = self.check(self.small("pgb.ini"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("OK", r.stdout)
+
+    def test_listen_addr_host_name(self):
+        r = self.check(self.small("localhost.ini", listen_addr="localhost"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = self.check(self.small("mixed.ini", listen_addr="127.0.0.1, localhost"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_listen_addr_unresolvable(self):
+        # The name first: the start then fails before it binds anything.
+        path = self.small("nohost.ini", listen_addr=f"{UNRESOLVABLE}, 127.0.0.1")
+        r = self.check(path)
+        self.assertRefused(r)
+        self.assertProblem(r.stderr, path, 2, "listen_addr")
+        self.assertIn(f"'{UNRESOLVABLE}' does not resolve", r.stderr)
+        self.assertStartRefused(path, f"{path}:2: listen_addr: '{UNRESOLVABLE}' does not resolve")
+
+    def test_metrics_listen_unresolvable(self):
+        path = self.small("nometrics.ini", metrics_listen=f"{UNRESOLVABLE}:9127")
+        r = self.check(path)
+        self.assertRefused(r)
+        self.assertProblem(r.stderr, path, 6, "metrics_listen")
+        self.assertIn(f"'{UNRESOLVABLE}' does not resolve", r.stderr)
+        r = self.check(self.small("metrics.ini", metrics_listen="localhost:9127"))
+        self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_every_start_problem_reported(self):
+        missing = os.path.join(self.dir, "gone.txt")
+        path = self.small("all.ini", listen_addr=UNRESOLVABLE, auth_file=missing,
+                          metrics_listen=f"{UNRESOLVABLE}:9127")
+        r = self.check(path)
+        self.assertRefused(r)
+        self.assertProblem(r.stderr, path, 2, "listen_addr")
+        self.assertProblem(r.stderr, path, 6, "metrics_listen")
+        self.assertIn(f"{path}:5: auth_file {missing}: cannot open", r.stderr)
+
     # -- other options --
 
     def test_version(self):
@@ -203,6 +320,20 @@ class ConfigCheck(h.TestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertIn("--check", r.stdout)
         self.assertIn("--version", r.stdout)
+
+
+class ListenByName(h.TestCase):
+    """listen_addr = localhost, as PgBouncer allows: tidepool resolves it at
+    start and listens on its addresses (127.0.0.1, and ::1 where the machine
+    has it); a client connects through 127.0.0.1."""
+
+    def test_listen_addr_localhost(self):
+        with h.Cluster() as pg, h.Tidepool(pg, settings={"listen_addr": "localhost"}) as tp:
+            r = h.run_tidepool("--check", tp.config_path)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with tp.raw() as c:  # tp.host is 127.0.0.1
+                self.assertEqual(c.fetch("SELECT 1")[0][0], "1")
+            self.assertIn(f"listening on 127.0.0.1:{tp.port} (localhost)", tp.log_text())
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@ CMAKE_INSTALL_PREFIX=/usr makes tidepool_<version>_<arch>.deb with `cpack -G
 DEB`; its Depends come from dpkg-shlibdeps and its /etc files are conffiles;
 `apt-get install ./tidepool_*.deb` installs it on this Debian 12 machine; the
 installed binary passes `--check` on the installed configuration (also as the
-tidepool user the service runs as, which the postinst created), the units pass
+tidepool user the service runs as, which the postinst created) without a
+permission warning about its 0640 root:tidepool files, the units pass
 `systemd-analyze verify` (man pages included), the sysusers file and the man
 pages are in place, and dpkg reports it installed.
 
@@ -178,13 +179,18 @@ class Package(h.TestCase):
     def test_5_installed_binary_checks_installed_config(self):
         r = run(["/usr/bin/tidepool", "--version"])
         self.assertEqual(r.stdout.strip(), f"tidepool {project_version()}")
+        # The postinst's 0640 root:tidepool draws no permission warning: root
+        # owns the files, and the group is the service's (PostgreSQL's rule).
+        permission_warning = r"can be (read|written) by"
         r = run(["/usr/bin/tidepool", "--check", "/etc/tidepool/tidepool.ini"])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
         self.assertIn("OK", r.stdout)
+        self.assertNotRegex(r.stderr, permission_warning)
         # As ExecStartPre runs it: as the tidepool user.
         r = run([*self.root, "setpriv", "--reuid=tidepool", "--regid=tidepool", "--init-groups", "--",
                  "/usr/bin/tidepool", "--check", "/etc/tidepool/tidepool.ini"])
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertNotRegex(r.stderr, permission_warning)
 
     def test_6_installed_units_verify(self):
         units = ["/usr/lib/systemd/system/tidepool.service", "/usr/lib/systemd/system/tidepool.socket"]

@@ -260,24 +260,50 @@ START_TEST(file_parse_comments_blank)
 }
 END_TEST
 
+/* PgBouncer reads two fields and ignores the rest of the line (pg_auth files
+ * had more), so a userlist copied from it loads the same way here. */
+START_TEST(file_parse_extra_fields)
+{
+    auth_file f;
+    int line = -1;
+    const char *why = NULL;
+    const char *text = "\"app\" \"secret\" \"\"\n" /* PgBouncer's own example */
+                       "\"u\" \"p\" x\n"           /* a bare word */
+                       "\"v\" \"q\" \"r\" \"s\"\n" /* more strings */
+                       "\"w\" \"md5"
+                       "0123456789abcdef0123456789abcdef\"\t\"valid until\"\n"
+                       "\"c\" \"3\" ;\n"                    /* not a comment: ignored too */
+                       "\"q\" \"a\"\"b\" \"unterminated\n"; /* the rest is not read */
+    ck_assert_int_eq(auth_file_parse(text, &f, &line, &why), 0);
+    ck_assert_uint_eq(f.n_users, 6);
+    ck_assert_str_eq(auth_file_find(&f, "app")->secret, "secret");
+    ck_assert_str_eq(auth_file_find(&f, "u")->secret, "p");
+    ck_assert_str_eq(auth_file_find(&f, "v")->secret, "q");
+    ck_assert_int_eq(auth_file_find(&f, "w")->kind, AUTH_SECRET_MD5);
+    ck_assert_str_eq(auth_file_find(&f, "c")->secret, "3");
+    ck_assert_str_eq(auth_file_find(&f, "q")->secret, "a\"b");
+    ck_assert_ptr_null(auth_file_find(&f, "r"));
+    auth_file_free(&f);
+}
+END_TEST
+
 static const struct {
     const char *text;
     int line;
 } bad_files[] = {
-    {"\"u\" \"p\"\n\"v\" \"q\" x\n", 2},         /* text after the secret */
-    {"\"u\" \"p\"\n\n\"v\" \"q\" \"r\"\n", 3},   /* a third string */
-    {"u p\n", 1},                                /* not quoted */
-    {"\"u\" p\n", 1},                            /* secret not quoted */
-    {"\"u\"\n", 1},                              /* secret missing */
-    {"\"u\"   \n", 1},                           /* secret missing, blanks */
-    {"\"u\"\"p\"\n", 1},                         /* one string u"p, then nothing */
-    {"\"u\"x\"p\"\n", 1},                        /* no blank between */
-    {"# ok\n\"u \"p\"\n", 2},                    /* unterminated secret */
-    {"\"u\" \"p\n\"\n", 1},                      /* newline inside quotes */
-    {"\"unterminated\n", 1},                     /* unterminated user */
-    {"\"\" \"p\"\n", 1},                         /* empty user name */
-    {"x\"u\" \"p\"\n", 1},                       /* junk before */
-    {"\"a\" \"1\"\n\"b\" \"2\"\n\"c\" \"3\" ;\n", 3}, /* no comment after data */
+    {"\"u\" \"p\"\n\"v\" \"q\"x\n", 2},             /* text glued to the secret's quote */
+    {"\"u\" \"p\"\n\n\"v\" \"pa\"ss\" \"r\"\n", 3}, /* a quote in the secret not doubled */
+    {"u p\n", 1},                                   /* not quoted */
+    {"\"u\" p\n", 1},                               /* secret not quoted */
+    {"\"u\"\n", 1},                                 /* secret missing */
+    {"\"u\"   \n", 1},                              /* secret missing, blanks */
+    {"\"u\"\"p\"\n", 1},                            /* one string u"p, then nothing */
+    {"\"u\"x\"p\"\n", 1},                           /* no blank between */
+    {"# ok\n\"u \"p\"\n", 2},                       /* unterminated secret */
+    {"\"u\" \"p\n\"\n", 1},                         /* newline inside quotes */
+    {"\"unterminated\n", 1},                        /* unterminated user */
+    {"\"\" \"p\"\n", 1},                            /* empty user name */
+    {"x\"u\" \"p\"\n", 1},                          /* junk before */
 };
 
 START_TEST(file_parse_bad)
@@ -393,8 +419,9 @@ START_TEST(file_load)
     unlink(path);
     free(path);
 
-    ck_assert_int_eq(auth_file_load("/nonexistent/tidepool/userlist.txt", &f, &err), -1);
-    ck_assert_str_eq(err, "/nonexistent/tidepool/userlist.txt: No such file or directory");
+    /* A file that cannot be read is told apart from a bad line. */
+    ck_assert_int_eq(auth_file_load("/nonexistent/tidepool/userlist.txt", &f, &err), -2);
+    ck_assert_str_eq(err, "/nonexistent/tidepool/userlist.txt: cannot open: No such file or directory");
     ck_assert_uint_eq(f.n_users, 0);
     free(err);
 }
@@ -989,6 +1016,7 @@ static Suite *auth_suite(void)
     tcase_add_test(tc, file_parse_basic);
     tcase_add_test(tc, file_parse_quotes);
     tcase_add_test(tc, file_parse_comments_blank);
+    tcase_add_test(tc, file_parse_extra_fields);
     tcase_add_loop_test(tc, file_parse_bad, 0, (int)(sizeof bad_files / sizeof bad_files[0]));
     tcase_add_test(tc, file_parse_duplicates);
     tcase_add_test(tc, file_find_many);

@@ -610,6 +610,25 @@ START_TEST(test_pool_order_names_and_lines)
 }
 END_TEST
 
+/* The daemon reports what only it can check (a host name that does not
+ * resolve, an auth_file it cannot open) at the key's line. */
+START_TEST(test_key_lines)
+{
+    config *cfg = load_ok("[pool.a]\nurl = postgresql://h/a\n"
+                          "[tidepool]\n; a comment\nlisten_addr = localhost\n"
+                          "auth_file = /etc/users\npool_size = 3\n");
+    ck_assert_int_eq(config_key_line(cfg, "listen_addr"), 5);
+    ck_assert_int_eq(config_key_line(cfg, "auth_file"), 6);
+    ck_assert_int_eq(config_key_line(cfg, "pool_size"), 7);
+    ck_assert_int_eq(config_key_line(cfg, "metrics_listen"), 0); /* not written */
+    ck_assert_int_eq(config_key_line(cfg, "no_such_key"), 0);
+    char buf[64];
+    ck_assert_str_eq(config_key_where(cfg, "auth_file", buf, sizeof buf), "t.ini:6");
+    ck_assert_str_eq(config_key_where(cfg, "metrics_listen", buf, sizeof buf), "t.ini");
+    config_free(cfg);
+}
+END_TEST
+
 /* ---- bad values ----------------------------------------------------------- */
 
 static const struct {
@@ -681,9 +700,9 @@ static const struct {
     {"auth_type", "cert", "expected scram-sha-256, md5, password, trust or peer, got 'cert'"},
     {"log_level", "verbose", "expected error, warn, info or debug, got 'verbose'"},
     {"shutdown_timeout", "-5", "expected a number of seconds >= 0, got '-5'"},
-    {"listen_addr", "127.0.0.1,,::1", "expected comma-separated addresses (like 127.0.0.1,::1 or *), or nothing for no TCP, got '127.0.0.1,,::1'"},
-    {"listen_addr", "127.0.0.1 ::1", "expected comma-separated addresses (like 127.0.0.1,::1 or *), or nothing for no TCP, got '127.0.0.1 ::1'"},
-    {"listen_addr", "127.0.0.1,", "expected comma-separated addresses (like 127.0.0.1,::1 or *), or nothing for no TCP, got '127.0.0.1,'"},
+    {"listen_addr", "127.0.0.1,,::1", "expected comma-separated addresses or host names (like 127.0.0.1,::1, localhost or *), or nothing for no TCP, got '127.0.0.1,,::1'"},
+    {"listen_addr", "127.0.0.1 ::1", "expected comma-separated addresses or host names (like 127.0.0.1,::1, localhost or *), or nothing for no TCP, got '127.0.0.1 ::1'"},
+    {"listen_addr", "127.0.0.1,", "expected comma-separated addresses or host names (like 127.0.0.1,::1, localhost or *), or nothing for no TCP, got '127.0.0.1,'"},
     {"admin_users", "admin,,ops", "expected comma-separated user names, or nothing for none, got 'admin,,ops'"},
     {"metrics_listen", "9127", "expected HOST:PORT (like 127.0.0.1:9127 or [::1]:9127), or nothing for none, got '9127'"},
     {"metrics_listen", ":9127", "expected HOST:PORT (like 127.0.0.1:9127 or [::1]:9127), or nothing for none, got ':9127'"},
@@ -809,6 +828,48 @@ START_TEST(test_duplicate_section)
                      "t.ini:6: [pool.x]: duplicate section (first at line 1)");
     expect_one_error("[tidepool]\nlisten_port = 1\n[tidepool]\nlog_level = info\n",
                      "t.ini:3: [tidepool]: duplicate section (first at line 1)");
+}
+END_TEST
+
+/* pool_logging_name is the pool label of the metrics and the name in log
+ * lines: two pools may not share one, whether written or defaulted to NAME.
+ * The second is reported, at its pool_logging_name line, or at its header
+ * when it has none. */
+START_TEST(test_duplicate_logging_name)
+{
+    expect_one_error("[pool.a]\nurl = postgresql://h/a\npool_logging_name = shared\n"
+                     "[pool.b]\nurl = postgresql://h/b\npool_logging_name = shared\n",
+                     "t.ini:6: pool_logging_name: 'shared' is the logging name of [pool.a] too (line 3); "
+                     "each pool needs its own (it is the pool label of the metrics)");
+    /* Written in the second pool, defaulted in the first. */
+    expect_one_error(
+        "[pool.a]\nurl = postgresql://h/a\n\n[pool.b]\nurl = postgresql://h/b\npool_logging_name = a\n",
+        "t.ini:6: pool_logging_name: 'a' is the logging name of [pool.a] too (line 1); "
+        "each pool needs its own (it is the pool label of the metrics)");
+    /* Written in the first, defaulted in the second: at the second's header. */
+    expect_one_error(
+        "[pool.a]\nurl = postgresql://h/a\npool_logging_name = b\n\n[pool.b]\nurl = postgresql://h/b\n",
+        "t.ini:5: pool_logging_name: 'b' is the logging name of [pool.a] too (line 3); "
+        "each pool needs its own (it is the pool label of the metrics)");
+    /* A third pool with the same name is reported too, against the first. */
+    config_errors errs = load_bad("[pool.a]\nurl = postgresql://h/a\n"
+                                  "[pool.b]\nurl = postgresql://h/b\npool_logging_name = a\n"
+                                  "[pool.c]\nurl = postgresql://h/c\npool_logging_name = a\n");
+    ck_assert_uint_eq(errs.count, 2);
+    ck_assert_str_eq(errs.items[0],
+                     "t.ini:5: pool_logging_name: 'a' is the logging name of [pool.a] too (line 1); "
+                     "each pool needs its own (it is the pool label of the metrics)");
+    ck_assert_str_eq(errs.items[1],
+                     "t.ini:8: pool_logging_name: 'a' is the logging name of [pool.a] too (line 1); "
+                     "each pool needs its own (it is the pool label of the metrics)");
+    config_errors_clear(&errs);
+
+    /* Names differing in case are different label values; swapped names are fine. */
+    config *cfg = load_ok("[pool.a]\nurl = postgresql://h/a\npool_logging_name = A\n"
+                          "[pool.b]\nurl = postgresql://h/b\npool_logging_name = a\n"
+                          "[pool.c]\nurl = postgresql://h/c\npool_logging_name = b\n");
+    ck_assert_str_eq(cfg->pools[1].pool_logging_name, "a");
+    config_free(cfg);
 }
 END_TEST
 
@@ -1103,6 +1164,46 @@ START_TEST(test_indented_lines)
 }
 END_TEST
 
+/* In on_connect, the one key whose value is SQL, an inline " ;" comment
+ * would silently drop the statements after it: it is an error there, and
+ * only there. */
+START_TEST(test_on_connect_inline_comment)
+{
+    expect_one_error(one_pool("on_connect = SET a = 1 ; SET b = 2\n"),
+                     "t.ini:3: on_connect: \" ;\" starts a comment here, so the statements after it would "
+                     "be lost: write \"SET a = 1; SET b = 2\" (no blank before ';'), or put the comment on "
+                     "a line of its own");
+    /* A tab is a blank too; a real comment is refused the same way; so is a
+     * default written in [tidepool]. */
+    expect_one_error(one_pool("on_connect = SET a = 1\t; SET b = 2\n"),
+                     "t.ini:3: on_connect: \" ;\" starts a comment here, so the statements after it would "
+                     "be lost: write \"SET a = 1; SET b = 2\" (no blank before ';'), or put the comment on "
+                     "a line of its own");
+    config_errors errs = load_bad("[tidepool]\non_connect = SET a = 1 ; the default\n"
+                                  "[pool.p]\nurl = postgresql://h/a\n");
+    ck_assert_uint_eq(errs.count, 1);
+    const char *want = "t.ini:2: on_connect: \" ;\" starts a comment here";
+    ck_assert_msg(strncmp(errs.items[0], want, strlen(want)) == 0, "%s", errs.items[0]);
+    config_errors_clear(&errs);
+
+    /* Without a blank before it, ';' is the statement separator. */
+    config *cfg = load_ok(one_pool("on_connect = SET a = 1; SET b = 2;\n"));
+    ck_assert_str_eq(cfg->pools[0].on_connect, "SET a = 1; SET b = 2;");
+    config_free(cfg);
+    /* A comment on a line of its own is fine. */
+    cfg = load_ok(one_pool("; SET b = 2 waits\non_connect = SET a = 1\n"));
+    ck_assert_str_eq(cfg->pools[0].on_connect, "SET a = 1");
+    config_free(cfg);
+    /* Every other key keeps its inline comments. */
+    cfg = load_ok("[tidepool]\nlisten_port = 7000 ; a comment\n"
+                  "[pool.p]\nurl = postgresql://h/a ; a comment\npool_logging_name = p2 ; a comment\n");
+    ck_assert_int_eq(cfg->listen_port, 7000);
+    ck_assert_str_eq(cfg->pools[0].url, "postgresql://h/a");
+    ck_assert_str_eq(cfg->pools[0].pool_logging_name, "p2");
+    config_free(cfg);
+}
+END_TEST
+
 START_TEST(test_crlf_and_bom)
 {
     config *cfg = load_ok("\xEF\xBB\xBF[tidepool]\r\nlisten_port = 7000\r\n[pool.a]\r\nurl = postgresql://h/a\r\n");
@@ -1136,18 +1237,27 @@ START_TEST(test_long_lines)
      * any other: key and value trimmed, an inline " ;" comment dropped, and
      * the lines after it read as they should be. */
     snprintf(text, sizeof text,
-             "[pool.a]\nurl = postgresql://h/a\n  on_connect =  SELECT '%s'  ; a comment\npool_size = x\n",
-             pad);
+             "[pool.a]\n  url =  postgresql://h/a?application_name=%s  ; a comment\npool_size = x\n", pad);
     config_errors errs = load_bad(text);
     ck_assert_uint_eq(errs.count, 1);
-    ck_assert_str_eq(errs.items[0], "t.ini:4: pool_size: expected an integer >= 0, got 'x'");
+    ck_assert_str_eq(errs.items[0], "t.ini:3: pool_size: expected an integer >= 0, got 'x'");
     config_errors_clear(&errs);
-    snprintf(text, sizeof text, "[pool.a]\nurl = postgresql://h/a\non_connect = SELECT '%s' ; c\n", pad);
+    snprintf(text, sizeof text, "[pool.a]\nurl = postgresql://h/a?application_name=%s ; c\n", pad);
     cfg = load_ok(text);
     char want[400];
-    snprintf(want, sizeof want, "SELECT '%s'", pad);
-    ck_assert_str_eq(cfg->pools[0].on_connect, want);
+    snprintf(want, sizeof want, "postgresql://h/a?application_name=%s", pad);
+    ck_assert_str_eq(cfg->pools[0].url, want);
     config_free(cfg);
+    /* ... except for on_connect, whose statements a comment would cut. */
+    snprintf(text, sizeof text, "[pool.a]\nurl = postgresql://h/a\non_connect = SELECT '%s' ; SELECT 2\n",
+             pad);
+    errs = load_bad(text);
+    ck_assert_uint_eq(errs.count, 1);
+    ck_assert_msg(strstr(errs.items[0], "t.ini:3: on_connect: \" ;\" starts a comment here") == errs.items[0],
+                  "%s", errs.items[0]);
+    snprintf(want, sizeof want, "write \"SELECT '%s'; SELECT 2\" (no blank before ';')", pad);
+    ck_assert_msg(strstr(errs.items[0], want) != NULL, "%s", errs.items[0]);
+    config_errors_clear(&errs);
 
     /* A long url is read whole; a long line is still checked like a short
      * one (a duplicate key, an unknown key with a ':' separator). */
@@ -1561,6 +1671,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_tidepool_section_between_pools);
     tcase_add_test(tc, test_url_default_in_tidepool);
     tcase_add_test(tc, test_pool_order_names_and_lines);
+    tcase_add_test(tc, test_key_lines);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("bad_values");
@@ -1578,6 +1689,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_pool_only_key_in_tidepool);
     tcase_add_test(tc, test_duplicate_key);
     tcase_add_test(tc, test_duplicate_section);
+    tcase_add_test(tc, test_duplicate_logging_name);
     tcase_add_test(tc, test_missing_url);
     tcase_add_test(tc, test_reserved_and_empty_pool_names);
     tcase_add_test(tc, test_key_outside_section);
@@ -1596,6 +1708,7 @@ static Suite *config_suite(void)
     tc = tcase_create("syntax");
     tcase_add_test(tc, test_comments_and_blanks);
     tcase_add_test(tc, test_indented_lines);
+    tcase_add_test(tc, test_on_connect_inline_comment);
     tcase_add_test(tc, test_crlf_and_bom);
     tcase_add_test(tc, test_long_lines);
     suite_add_tcase(s, tc);
