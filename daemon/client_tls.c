@@ -101,10 +101,6 @@ static SSL_CTX *build_ctx(const config *cfg, char *err, size_t errlen)
         check_readable("client_tls_key_file", key, err, errlen) < 0 ||
         (ca && check_readable("client_tls_ca_file", ca, err, errlen) < 0))
         return NULL;
-    struct stat st;
-    if (stat(key, &st) == 0 && (st.st_mode & 0077))
-        log_warn("client_tls_key_file '%s' can be read by group or others (mode %04o): make it 0600", key,
-                 (unsigned)(st.st_mode & 07777));
     ERR_clear_error();
     SSL_CTX *x = SSL_CTX_new(TLS_server_method());
     if (!x) {

@@ -3,7 +3,9 @@
  * or write, and about auth_file entries unusable with the configured
  * auth_type (see secrets.h).
  *
- * The permission rule is PostgreSQL's for its key files: a warning when
+ * The files are the auth_file, the configuration file when a pool's url
+ * holds a password, and client_tls_key_file when client TLS is on. The
+ * permission rule is PostgreSQL's for its key files: a warning when
  * others can read or write the file, or its group can write it; a file its
  * group can read (0640) is fine when it is owned by root or by the user
  * tidepool runs as, so the .deb's 0640 root:tidepool files, which the
@@ -59,7 +61,7 @@ static bool owner_trusted(uid_t owner)
  * only when the owner is trusted (owner_trusted). One warning per file, with
  * what to do about each problem, none of which takes the read right away from
  * the group the service may rely on. */
-static int check_mode(const char *what, const char *path, secrets_warn_fn warn, void *arg)
+static int check_mode(const char *what, const char *path, const char *holds, secrets_warn_fn warn, void *arg)
 {
     struct stat st;
     if (stat(path, &st) < 0) return 0; /* loading it reports that */
@@ -119,8 +121,8 @@ static int check_mode(const char *what, const char *path, secrets_warn_fn warn, 
         snprintf(advice, sizeof advice, "chown root it (or chmod g-r it)");
 
     char msg[1800];
-    snprintf(msg, sizeof msg, "%s %s can be %s (mode %04o)%s, but it holds passwords: %s", what, path, who,
-             mode & 07777u, owned, advice);
+    snprintf(msg, sizeof msg, "%s %s can be %s (mode %04o)%s, but it holds %s: %s", what, path, who,
+             mode & 07777u, owned, holds, advice);
     warn(arg, msg);
     return 1;
 }
@@ -135,8 +137,11 @@ static bool urls_hold_passwords(const config *cfg)
 int secrets_check_files(const config *cfg, secrets_warn_fn warn, void *arg)
 {
     int n = 0;
-    if (cfg->auth_file) n += check_mode("auth_file", cfg->auth_file, warn, arg);
-    if (cfg->path && urls_hold_passwords(cfg)) n += check_mode("configuration file", cfg->path, warn, arg);
+    if (cfg->auth_file) n += check_mode("auth_file", cfg->auth_file, "passwords", warn, arg);
+    if (cfg->path && urls_hold_passwords(cfg))
+        n += check_mode("configuration file", cfg->path, "passwords", warn, arg);
+    if (cfg->client_tls_sslmode != CONFIG_TLS_DISABLE && cfg->client_tls_key_file)
+        n += check_mode("client_tls_key_file", cfg->client_tls_key_file, "a private key", warn, arg);
     return n;
 }
 

@@ -441,7 +441,14 @@ class CheckFiles(h.TestCase):
         os.chmod(shared_key, 0o644)
         r = self.check(**tls_settings("require", client_tls_key_file=shared_key))
         self.assertEqual(r.returncode, 0, r)
-        self.assertIn("can be read by group or others (mode 0644)", r.stderr)
+        self.assertIn(f"client_tls_key_file {shared_key} can be read by others (mode 0644)", r.stderr)
+        self.assertIn("but it holds a private key", r.stderr)
+        # Group-readable and owned by root (or by tidepool's user): as
+        # PostgreSQL, no warning (the .deb's 0640 root:tidepool files).
+        os.chmod(shared_key, 0o640)
+        r = self.check(**tls_settings("require", client_tls_key_file=shared_key))
+        self.assertEqual(r.returncode, 0, r)
+        self.assertNotIn("client_tls_key_file", r.stderr)
         # disable: the files are not looked at.
         r = self.check(client_tls_sslmode="disable", client_tls_cert_file="/nonexistent.crt")
         self.assertEqual(r.returncode, 0, r)
