@@ -1,0 +1,72 @@
+#!/usr/bin/python3
+"""The log (SPEC §2 "Logs go to stderr, one line per event, with a level").
+
+- One line per event: a client whose startup user holds a newline and a fake
+  "ERROR:" line gets no log line of its own making; libpq's multi-line
+  connect errors ("... Connection refused" then "Is the server running ...")
+  stay on one line. Every line of the daemon's log starts with a level.
+"""
+
+import os
+import re
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tpharness as h  # noqa: E402
+
+# What a line of tidepool's own starts with (log.c: PostgreSQL's level words).
+LEVEL = re.compile(r"^(LOG|WARNING|ERROR|DEBUG): ")
+
+pg = None
+
+
+def setUpModule():
+    global pg
+    pg = h.Cluster().start()
+
+
+def tearDownModule():
+    if pg is not None:
+        pg.stop()
+
+
+def unlevelled(text):
+    """The lines of a daemon's log that do not start with a level."""
+    return [line for line in text.splitlines() if not LEVEL.match(line)]
+
+
+class OneLinePerEvent(h.TestCase):
+    def test_a_user_name_cannot_forge_a_log_line(self):
+        forged = "ERROR:  forged line from a client"
+        with h.Tidepool(pg) as tp:
+            with self.assertRaises(h.PgError) as cm:
+                h.RawConnection.connect(tp.host, tp.port, user=f"evil\n{forged}\r\x1b[2J",
+                                        database="inventorydb", password="whatever")
+            self.assertEqual(cm.exception.sqlstate, "28P01")
+            line = h.wait_for_log(tp, "login failed")
+            text = tp.log_text()
+        self.assertIn("evil\\nERROR:  forged line from a client\\r\\x1b[2J", line)
+        for ln in text.splitlines():
+            self.assertFalse(ln.startswith(forged), f"a client forged a log line: {ln!r}")
+        self.assertEqual(unlevelled(text), [], "lines without a level")
+
+    def test_libpq_errors_stay_on_one_line(self):
+        # Nothing listens on that port: libpq's message has a second line,
+        # "Is the server running on that host and accepting TCP/IP connections?"
+        dead = h.free_port()
+        pools = {"nowhere": {"url": f"postgresql://app:secret@127.0.0.1:{dead}/inventorydb",
+                             "pool_timeout": 1, "pool_mode": "session"}}
+        with h.Tidepool(pg, pools=pools) as tp:
+            with self.assertRaises(h.PgError) as cm:
+                tp.raw(dbname="nowhere")
+            self.assertEqual(cm.exception.sqlstate, "08006")
+            self.assertIn("Is the server running", cm.exception.message)  # the client gets it all
+            line = h.wait_for_log(tp, "Is the server running")
+            text = tp.log_text()
+        self.assertTrue(LEVEL.match(line), line)
+        self.assertIn("Connection refused", line)
+        self.assertEqual(unlevelled(text), [], "lines without a level")
+
+
+if __name__ == "__main__":
+    h.main()
