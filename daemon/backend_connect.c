@@ -110,8 +110,10 @@ static void connect_failed(tp_backend *b, const char *error)
     snprintf(msg, sizeof msg, "%s", error && *error ? error : "could not connect");
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
-    log_warn("pool %s: backend %llu connect failed: %s", b->pool->cfg.pool_logging_name,
-             (unsigned long long)b->id, msg);
+    /* Each attempt at debug; pools.c warns, without repeating itself while
+     * the server stays unreachable. */
+    log_debug("pool %s: backend %llu connect failed: %s", b->pool->cfg.pool_logging_name,
+              (unsigned long long)b->id, msg);
     connect_done(b, msg);
 }
 

@@ -190,6 +190,40 @@ static bool retry_later(tp_pool *p, tp_client *c)
     return true;
 }
 
+#define CONNECT_FAILURE_LOG_SECONDS 10.0
+
+/* While the server is down, waiting clients retry every CONNECT_RETRY_MS:
+ * a warning each time would flood the log. The first failure is logged,
+ * then at most one line every CONNECT_FAILURE_LOG_SECONDS with the count
+ * since, and one line when a connect succeeds again. */
+static void note_connect_failed(tp_pool *p, const tp_backend *b, const char *error)
+{
+    double now = tp_now();
+    if (p->connect_failures++ == 0) {
+        log_warn("pool %s: backend %llu connect failed: %s", p->cfg.pool_logging_name,
+                 (unsigned long long)b->id, error);
+        p->failures_unlogged = 0;
+        p->failure_logged_at = now;
+        return;
+    }
+    p->failures_unlogged++;
+    if (now - p->failure_logged_at < CONNECT_FAILURE_LOG_SECONDS) return;
+    log_warn("pool %s: %llu more connect attempt(s) failed in the last %.0f s, the last one: %s",
+             p->cfg.pool_logging_name, (unsigned long long)p->failures_unlogged, now - p->failure_logged_at,
+             error);
+    p->failures_unlogged = 0;
+    p->failure_logged_at = now;
+}
+
+static void note_connected(tp_pool *p, const tp_backend *b)
+{
+    if (p->connect_failures == 0) return;
+    log_info("pool %s: backend %llu: connect succeeded again after %llu failed attempt(s)",
+             p->cfg.pool_logging_name, (unsigned long long)b->id, (unsigned long long)p->connect_failures);
+    p->connect_failures = 0;
+    p->failures_unlogged = 0;
+}
+
 static void on_new_backend(tp_backend *b, const char *error)
 {
     tp_pool *p = b->pool;
@@ -197,6 +231,7 @@ static void on_new_backend(tp_backend *b, const char *error)
     b->client = NULL;
     if (c) c->connecting = NULL;
     if (error) {
+        note_connect_failed(p, b, error);
         pool_connect_failed(p->algo, &b->slot, tp_now());
         backend_close(b, "connect failed");
         if (c && retry_later(p, c)) {
@@ -211,6 +246,7 @@ static void on_new_backend(tp_backend *b, const char *error)
         serve_ready(p);
         return;
     }
+    note_connected(p, b);
     double now = tp_now();
     pool_connected(p->algo, &b->slot, now);
     if (p->server_params.count == 0 && params_copy(&p->server_params, &b->params) < 0)

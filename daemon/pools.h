@@ -21,6 +21,10 @@ typedef struct tp_pool {
     uv_timer_t timer;        /* fires at the earliest waiter deadline */
     uv_timer_t retry_timer;  /* retries connects that failed (server restarting) */
     tp_client *retrying;     /* clients waiting for that retry */
+    uint64_t connect_failures;  /* connects failed since the last one that
+                                   succeeded (0: the server is reachable) */
+    uint64_t failures_unlogged; /* of them, those no log line counted yet */
+    double failure_logged_at;   /* tp_now() of the last such line */
     tp_backend *backends;    /* every backend of the pool (all states) */
     int n_backends;
     uint64_t clients;        /* clients connected to this pool */

@@ -5,11 +5,18 @@
   "ERROR:" line gets no log line of its own making; libpq's multi-line
   connect errors ("... Connection refused" then "Is the server running ...")
   stay on one line. Every line of the daemon's log starts with a level.
+- While PostgreSQL is down, the connect attempts made for a waiting client
+  (one every 100 ms) are not one WARNING each: the first failure is logged,
+  then at most one line every 10 s, and one line when a connect succeeds
+  again.
 """
 
+import contextlib
 import os
 import re
 import sys
+import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tpharness as h  # noqa: E402
@@ -66,6 +73,42 @@ class OneLinePerEvent(h.TestCase):
         self.assertTrue(LEVEL.match(line), line)
         self.assertIn("Connection refused", line)
         self.assertEqual(unlevelled(text), [], "lines without a level")
+
+
+class ConnectFailures(h.TestCase):
+    def test_retries_while_the_server_is_down_are_not_logged_one_by_one(self):
+        with h.Cluster() as own, h.Tidepool(own, pools={"inventorydb": {"pool_timeout": 20}}) as tp, \
+                contextlib.closing(tp.connect(autocommit=True)) as conn:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")  # the pool knows its server; one idle backend
+            own.down(immediate=True)
+            h.wait_for_log(tp, "lost")  # the idle backend's socket closed
+            mark = h.log_mark(tp.log_path)
+            result = {}
+
+            def query():
+                try:
+                    with conn.cursor() as cur:
+                        cur.execute("SELECT 42")
+                        result["row"] = cur.fetchone()
+                except Exception as e:  # noqa: BLE001 - reported below
+                    result["error"] = e
+
+            t = threading.Thread(target=query)
+            t.start()
+            time.sleep(3)  # about 30 attempts, one every 100 ms
+            own.up()
+            t.join(30)
+            self.assertFalse(t.is_alive(), "the waiting client hung")
+            self.assertEqual(result.get("row"), (42,), result.get("error"))
+            again = h.wait_for_log(tp, "connect succeeded again")
+            lines = h.log_since(tp.log_path, mark)
+        warnings = [ln for ln in lines if ln.startswith("WARNING:") and "connect" in ln]
+        h.log(f"connect warnings while the server was down: {warnings}")
+        self.assertGreaterEqual(len(warnings), 1, "the first failure was not logged")
+        self.assertLessEqual(len(warnings), 2, f"{len(warnings)} WARNING lines in 3 s:\n" + "\n".join(warnings))
+        self.assertRegex(again, r"after \d+ failed attempt")
+        self.assertTrue(LEVEL.match(again))
 
 
 if __name__ == "__main__":
