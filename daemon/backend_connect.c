@@ -149,9 +149,8 @@ static void on_connected(tp_backend *b)
     }
     b->txn_status = 'I';
     b->state = BACKEND_SETUP;
-    if (log_enabled(CONFIG_LOG_DEBUG) || b->pool->cfg.echo_pool != CONFIG_ECHO_OFF)
-        log_info("pool %s: Created new connection <backend %llu pid %d>", b->pool->cfg.pool_logging_name,
-                 (unsigned long long)b->id, b->pid);
+    pools_echo(b->pool, false, "pool %s: Created new connection <backend %llu pid %d>",
+               b->pool->cfg.pool_logging_name, (unsigned long long)b->id, b->pid);
     backend_poll_update(b, UV_READABLE);
     if (b->pool->cfg.on_connect) {
         if (backend_query(b, b->pool->cfg.on_connect, on_setup_done) < 0)

@@ -93,9 +93,9 @@ void backend_release(tp_backend *b, bool session_end)
         case CONFIG_RESET_COMMIT: sql = "COMMIT"; break;
         case CONFIG_RESET_NONE: sql = NULL; break;
         }
-        if (p->cfg.echo_pool != CONFIG_ECHO_OFF)
-            log_info("pool %s: Connection <backend %llu pid %d> %s on return", p->cfg.pool_logging_name,
-                     (unsigned long long)b->id, b->pid, sql ? sql : "closed (reset_on_return none)");
+        pools_echo(p, true, "pool %s: Connection <backend %llu pid %d> %s on return",
+                   p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid,
+                   sql ? sql : "closed (reset_on_return none)");
         if (!sql) {
             pools_backend_gone(p, b, false);
             return;

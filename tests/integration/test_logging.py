@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""The log (SPEC §2 "Logs go to stderr, one line per event, with a level").
+"""The log (SPEC §2 "Logs go to stderr, one line per event, with a level";
+§3.2 echo_pool).
 
 - One line per event: a client whose startup user holds a newline and a fake
   "ERROR:" line gets no log line of its own making; libpq's multi-line
@@ -9,6 +10,8 @@
   (one every 100 ms) are not one WARNING each: the first failure is logged,
   then at most one line every 10 s, and one line when a connect succeeds
   again.
+- echo_pool = true logs checkout and checkin at info (log_level = info, the
+  default, not the harness's debug); echo_pool = false does not.
 """
 
 import contextlib
@@ -109,6 +112,38 @@ class ConnectFailures(h.TestCase):
         self.assertLessEqual(len(warnings), 2, f"{len(warnings)} WARNING lines in 3 s:\n" + "\n".join(warnings))
         self.assertRegex(again, r"after \d+ failed attempt")
         self.assertTrue(LEVEL.match(again))
+
+
+class EchoPool(h.TestCase):
+    def daemon_log(self, echo_pool):
+        """The log of a daemon at log_level = info whose pool has echo_pool,
+        after one client ran two transactions."""
+        pools = {"inventorydb": {"echo_pool": echo_pool, "pool_logging_name": "ep"}}
+        with h.Tidepool(pg, pools=pools, settings={"log_level": "info"}) as tp, \
+                contextlib.closing(tp.connect(autocommit=True)) as conn, conn.cursor() as cur:
+            for _ in range(2):
+                cur.execute("SELECT 1")
+            if echo_pool:
+                h.wait_for_log(tp, "being returned to pool")
+            else:
+                time.sleep(0.3)
+            return tp.log_text()
+
+    def test_echo_pool_true_logs_checkout_and_checkin(self):
+        text = self.daemon_log(True)
+        checkouts = [ln for ln in text.splitlines() if "checked out from pool" in ln]
+        checkins = [ln for ln in text.splitlines() if "being returned to pool" in ln]
+        self.assertGreaterEqual(len(checkouts), 2, text)
+        self.assertGreaterEqual(len(checkins), 2, text)
+        for ln in checkouts + checkins:
+            self.assertTrue(ln.startswith("LOG: pool ep: Connection <backend"), ln)
+        self.assertIn("Created new connection", text)
+
+    def test_echo_pool_false_logs_neither(self):
+        text = self.daemon_log(False)
+        self.assertNotIn("checked out from pool", text)
+        self.assertNotIn("being returned to pool", text)
+        self.assertNotIn("Created new connection", text)
 
 
 if __name__ == "__main__":
