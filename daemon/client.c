@@ -534,6 +534,7 @@ static void note_session_effects(tp_client *c, uint8_t type, const uint8_t *p, s
             }
             params_remove(&c->backend->params, name);
         }
+        c->backend->session_reset = true; /* on_connect's value of it is gone too */
         return;
     }
     char value[512];
