@@ -224,6 +224,15 @@ int backend_query(tp_backend *b, const char *sql, backend_query_cb cb)
     return send_internal(b, &pb, 1, cb);
 }
 
+int backend_query_each(tp_backend *b, const char *const *sqls, int n, backend_query_cb cb)
+{
+    proto_buf pb;
+    proto_buf_init(&pb);
+    for (int i = 0; i < n; i++)
+        proto_build_query(&pb, sqls[i]);
+    return send_internal(b, &pb, n, cb);
+}
+
 int backend_copy_fail(tp_backend *b, const char *why, backend_query_cb cb)
 {
     proto_buf pb;
@@ -375,6 +384,8 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
             if (strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0) b->client->reset_pending = true;
             if (strcmp(tag, "DISCARD ALL") == 0 || strcmp(tag, "DEALLOCATE ALL") == 0)
                 prepared_client_dropped_all(b->client, b);
+            /* What on_connect set may be gone with it (reset.c runs it again). */
+            if (strcmp(tag, "RESET") == 0 || strncmp(tag, "DISCARD", 7) == 0) b->session_reset = true;
         }
         forward(b, raw, m->total_len);
         return 0;

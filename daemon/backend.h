@@ -52,7 +52,10 @@ struct tp_backend {
     tp_client *client;   /* the client it is lent to (or connecting for), or NULL */
     backend_state state;
     bool dead;           /* the link failed; backend_died is closing it */
-    bool discard_after_reset; /* backend_release: DISCARD ALL once out of the transaction */
+    bool discard_after_reset; /* backend_release: DISCARD ALL (and on_connect) once out of the transaction */
+    bool session_reset;       /* a client's RESET, DISCARD or SET x TO DEFAULT ran on it
+                                 since on_connect last did: with on_connect, it is
+                                 reset and runs on_connect again before its next lend */
     uint64_t id;         /* tidepool's number for logs */
     int pid;             /* PostgreSQL backend pid */
 
@@ -123,6 +126,11 @@ void backend_close(tp_backend *b, const char *why);
 int backend_send(tp_backend *b, const void *data, size_t len) __attribute__((warn_unused_result));
 /* Run SQL (simple Query) without relaying its results; cb runs at ReadyForQuery. */
 int backend_query(tp_backend *b, const char *sql, backend_query_cb cb)
+    __attribute__((warn_unused_result));
+/* Run each of sqls[0..n) as a simple Query of its own (so that each may be
+ * a statement a transaction block refuses, as DISCARD ALL), sent at once;
+ * cb runs at the last ReadyForQuery, with the first error if any. */
+int backend_query_each(tp_backend *b, const char *const *sqls, int n, backend_query_cb cb)
     __attribute__((warn_unused_result));
 /* End a COPY FROM STDIN with CopyFail (why as its message), as tidepool's
  * own: cb runs at the ReadyForQuery that follows. */

@@ -110,8 +110,10 @@ static void connect_failed(tp_backend *b, const char *error)
     snprintf(msg, sizeof msg, "%s", error && *error ? error : "could not connect");
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
-    log_warn("pool %s: backend %llu connect failed: %s", b->pool->cfg.pool_logging_name,
-             (unsigned long long)b->id, msg);
+    /* Each attempt at debug; pools.c warns, without repeating itself while
+     * the server stays unreachable. */
+    log_debug("pool %s: backend %llu connect failed: %s", b->pool->cfg.pool_logging_name,
+              (unsigned long long)b->id, msg);
     connect_done(b, msg);
 }
 
@@ -147,9 +149,8 @@ static void on_connected(tp_backend *b)
     }
     b->txn_status = 'I';
     b->state = BACKEND_SETUP;
-    if (log_enabled(CONFIG_LOG_DEBUG) || b->pool->cfg.echo_pool != CONFIG_ECHO_OFF)
-        log_info("pool %s: Created new connection <backend %llu pid %d>", b->pool->cfg.pool_logging_name,
-                 (unsigned long long)b->id, b->pid);
+    pools_echo(b->pool, false, "pool %s: Created new connection <backend %llu pid %d>",
+               b->pool->cfg.pool_logging_name, (unsigned long long)b->id, b->pid);
     backend_poll_update(b, UV_READABLE);
     if (b->pool->cfg.on_connect) {
         if (backend_query(b, b->pool->cfg.on_connect, on_setup_done) < 0)

@@ -512,6 +512,7 @@ static void note_session_effects(tp_client *c, uint8_t type, const uint8_t *p, s
             }
             params_remove(&c->backend->params, name);
         }
+        c->backend->session_reset = true; /* on_connect's value of it is gone too */
         return;
     }
     char value[512];
@@ -926,6 +927,19 @@ void client_on_backend_lost(tp_client *c, const char *message)
     client_fatal(c, "08006", msg);
 }
 
+/* Its transaction is over and nothing of it is pending: the backend
+ * reported ReadyForQuery 'I' to the last of its messages. */
+static bool between_transactions(const tp_client *c, const tp_backend *b)
+{
+    return backend_is_clean(b) && c->pass_remaining == 0 && !c->unsynced;
+}
+
+bool client_is_idle_on_backend(const tp_client *c)
+{
+    return c->state == CLIENT_ACTIVE && c->backend && between_transactions(c, c->backend) &&
+           tp_buf_size(&c->in) == 0;
+}
+
 /* Transaction mode: give the backend back once the transaction is over and
  * nothing of the client is pending. */
 void client_on_ready(tp_client *c)
@@ -933,7 +947,7 @@ void client_on_ready(tp_client *c)
     c->idle_since = client_limits_clock(); /* for client_idle_timeout */
     tp_backend *b = c->backend;
     if (!b || c->state != CLIENT_ACTIVE) return;
-    if (!backend_is_clean(b) || c->pass_remaining > 0 || c->unsynced) return;
+    if (!between_transactions(c, b)) return;
     if (!transaction_mode(c) || c->pins) {
         /* Session mode (or a pinned client) keeps its backend, unless the
          * daemon is stopping; the transaction ends here. */

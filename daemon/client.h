@@ -104,6 +104,10 @@ void client_on_backend_lost(tp_client *c, const char *message);
 int client_send(tp_client *c, const void *data, size_t len) __attribute__((warn_unused_result));
 /* The linked backend finished a Query/Sync cycle (ReadyForQuery relayed). */
 void client_on_ready(tp_client *c);
+/* It holds a backend (session mode, or pinned) and is between transactions:
+ * ReadyForQuery 'I' answered its last message, nothing of it is pending or
+ * buffered. (A shutdown closes such a client at once.) */
+bool client_is_idle_on_backend(const tp_client *c);
 /* The client ran RESET or DISCARD ALL: its parameters are its startup ones again. */
 void client_on_session_reset(tp_client *c);
 /* Statements with these PROTO_SQL_* session effects are being run: pin or

@@ -12,7 +12,10 @@
  *
  * Before a backend serves a client, the parameters where the two differ are
  * set (only those), and settings an earlier client left that this one does not
- * have are reset, so nothing of one client is seen by another. */
+ * have are reset, so nothing of one client is seen by another. In a pool with
+ * on_connect a RESET would undo what on_connect set too: the backend's
+ * session is started afresh instead (reset.c), then the sync sets what the
+ * client needs. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +27,7 @@
 #include "daemon/client_limits.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
+#include "daemon/reset.h"
 #include "daemon/server.h"
 
 bool client_param_is_reported(const char *name) { return params_is_reported(name); }
@@ -217,9 +221,41 @@ static void append_set_config(proto_buf *sql, int *sets, const char *name, const
     (*sets)++;
 }
 
+static void on_session_reset(tp_backend *b, bool ok, const char *sqlstate, const char *message)
+{
+    tp_client *c = b->client;
+    if (!c) return;
+    if (!ok || !backend_is_clean(b)) {
+        char msg[512];
+        snprintf(msg, sizeof msg, "on_connect failed: %s", message ? message : "backend not idle");
+        log_warn("pool %s: backend %llu: %s; closing it", b->pool->cfg.pool_logging_name,
+                 (unsigned long long)b->id, msg);
+        client_on_backend_lost(c, msg);
+        pools_backend_gone(b->pool, b, false);
+        return;
+    }
+    client_sync_params(c); /* now with nothing to reset */
+}
+
+/* The sync would RESET a setting an earlier client left, in a pool with
+ * on_connect: what on_connect set would go with it. */
+static bool reset_loses_on_connect(const tp_client *c, const tp_backend *b)
+{
+    if (!c->pool->cfg.on_connect) return false;
+    if (backend_needs_on_connect(b)) return true;
+    for (size_t i = 0; i < b->params.count; i++)
+        if (wants_reset(c, &b->params.items[i])) return true;
+    return false;
+}
+
 void client_sync_params(tp_client *c)
 {
     tp_backend *b = c->backend;
+    if (reset_loses_on_connect(c, b)) {
+        if (backend_reset_session(b, on_session_reset) < 0 && c->state != CLIENT_CLOSING)
+            client_on_backend_lost(c, "could not send to the server");
+        return;
+    }
     if (known_in_sync(c, b)) {
         continue_after_sync(c);
         return;

@@ -17,7 +17,11 @@
 
 double tp_now(void) { return (double)uv_hrtime() / 1e9; }
 
-static bool echo_pool(const tp_pool *p) { return p->cfg.echo_pool != CONFIG_ECHO_OFF; }
+config_log_level pools_echo_level(const tp_pool *p, bool detail)
+{
+    config_echo want = detail ? CONFIG_ECHO_DEBUG : CONFIG_ECHO_ON;
+    return p->cfg.echo_pool >= want ? CONFIG_LOG_INFO : CONFIG_LOG_DEBUG;
+}
 
 static void on_pool_timer(uv_timer_t *t);
 
@@ -42,8 +46,8 @@ static void on_pool_timer(uv_timer_t *t)
         tp_client *c = w->data;
         char msg[256];
         pool_format_timeout_message(p->algo, msg, sizeof msg);
-        if (echo_pool(p))
-            log_info("pool %s: client %llu: %s", p->cfg.pool_logging_name, (unsigned long long)c->id, msg);
+        pools_echo(p, false, "pool %s: client %llu: %s", p->cfg.pool_logging_name, (unsigned long long)c->id,
+                   msg);
         client_on_backend_error(c, "53300", msg);
     }
     arm_timer(p);
@@ -67,10 +71,8 @@ static void lend(tp_pool *p, tp_backend *b, tp_client *c, double now)
     b->client = c;
     stats_hist_observe(&p->stats.wait, now - c->checkout_started);
     b->xact_started = now;
-    if (p->cfg.echo_pool == CONFIG_ECHO_DEBUG || log_enabled(CONFIG_LOG_DEBUG))
-        log_info("pool %s: Connection <backend %llu pid %d> checked out from pool for client %llu",
-                 p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid,
-                 (unsigned long long)c->id);
+    pools_echo(p, false, "pool %s: Connection <backend %llu pid %d> checked out from pool for client %llu",
+               p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid, (unsigned long long)c->id);
     client_on_backend(c, b);
 }
 
@@ -107,9 +109,9 @@ static void on_ping_done(tp_backend *b, bool ok, const char *sqlstate, const cha
         return;
     }
     p->stats.pre_ping_failures++;
-    if (echo_pool(p))
-        log_info("pool %s: Pool pre-ping on connection <backend %llu pid %d> failed, will invalidate pool",
-                 p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid);
+    pools_echo(p, false,
+               "pool %s: Pool pre-ping on connection <backend %llu pid %d> failed, will invalidate pool",
+               p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid);
     pool_invalidate(p->algo, &b->slot, tp_now());
     if (c && b->state != BACKEND_CLOSING) {
         replace_for(p, b, c, "pre-ping failed");
@@ -129,6 +131,8 @@ static void lend_checked(tp_pool *p, tp_backend *b, tp_client *c, double now)
         lend(p, b, c, now);
         return;
     case POOL_CHECK_PING:
+        pools_echo(p, true, "pool %s: Pool pre-ping on connection <backend %llu pid %d>",
+                   p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid);
         /* Like a connect in progress: the client may leave meanwhile. */
         b->client = c;
         c->connecting = b;
@@ -141,11 +145,9 @@ static void lend_checked(tp_pool *p, tp_backend *b, tp_client *c, double now)
         return;
     case POOL_CHECK_RECYCLE:
     case POOL_CHECK_INVALID:
-        if (echo_pool(p))
-            log_info("pool %s: Connection <backend %llu pid %d> %s; recycling", p->cfg.pool_logging_name,
-                     (unsigned long long)b->id, b->pid,
-                     chk == POOL_CHECK_RECYCLE ? "exceeded timeout"
-                                               : "invalidated due to pool invalidation");
+        pools_echo(p, false, "pool %s: Connection <backend %llu pid %d> %s; recycling",
+                   p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid,
+                   chk == POOL_CHECK_RECYCLE ? "exceeded timeout" : "invalidated due to pool invalidation");
         replace_for(p, b, c, chk == POOL_CHECK_RECYCLE ? "recycled" : "invalidated");
         return;
     }
@@ -190,6 +192,40 @@ static bool retry_later(tp_pool *p, tp_client *c)
     return true;
 }
 
+#define CONNECT_FAILURE_LOG_SECONDS 10.0
+
+/* While the server is down, waiting clients retry every CONNECT_RETRY_MS:
+ * a warning each time would flood the log. The first failure is logged,
+ * then at most one line every CONNECT_FAILURE_LOG_SECONDS with the count
+ * since, and one line when a connect succeeds again. */
+static void note_connect_failed(tp_pool *p, const tp_backend *b, const char *error)
+{
+    double now = tp_now();
+    if (p->connect_failures++ == 0) {
+        log_warn("pool %s: backend %llu connect failed: %s", p->cfg.pool_logging_name,
+                 (unsigned long long)b->id, error);
+        p->failures_unlogged = 0;
+        p->failure_logged_at = now;
+        return;
+    }
+    p->failures_unlogged++;
+    if (now - p->failure_logged_at < CONNECT_FAILURE_LOG_SECONDS) return;
+    log_warn("pool %s: %llu more connect attempt(s) failed in the last %.0f s, the last one: %s",
+             p->cfg.pool_logging_name, (unsigned long long)p->failures_unlogged, now - p->failure_logged_at,
+             error);
+    p->failures_unlogged = 0;
+    p->failure_logged_at = now;
+}
+
+static void note_connected(tp_pool *p, const tp_backend *b)
+{
+    if (p->connect_failures == 0) return;
+    log_info("pool %s: backend %llu: connect succeeded again after %llu failed attempt(s)",
+             p->cfg.pool_logging_name, (unsigned long long)b->id, (unsigned long long)p->connect_failures);
+    p->connect_failures = 0;
+    p->failures_unlogged = 0;
+}
+
 static void on_new_backend(tp_backend *b, const char *error)
 {
     tp_pool *p = b->pool;
@@ -197,6 +233,7 @@ static void on_new_backend(tp_backend *b, const char *error)
     b->client = NULL;
     if (c) c->connecting = NULL;
     if (error) {
+        note_connect_failed(p, b, error);
         pool_connect_failed(p->algo, &b->slot, tp_now());
         backend_close(b, "connect failed");
         if (c && retry_later(p, c)) {
@@ -211,6 +248,7 @@ static void on_new_backend(tp_backend *b, const char *error)
         serve_ready(p);
         return;
     }
+    note_connected(p, b);
     double now = tp_now();
     pool_connected(p->algo, &b->slot, now);
     if (p->server_params.count == 0 && params_copy(&p->server_params, &b->params) < 0)
@@ -238,9 +276,8 @@ void pools_checkout(tp_pool *p, tp_client *c)
     case POOL_OPEN:
         fresh->client = c;
         c->connecting = fresh;
-        if (echo_pool(p))
-            log_debug("pool %s: opening a new connection for client %llu", p->cfg.pool_logging_name,
-                      (unsigned long long)c->id);
+        pools_echo(p, true, "pool %s: opening a new connection for client %llu", p->cfg.pool_logging_name,
+                   (unsigned long long)c->id);
         backend_start(fresh, on_new_backend);
         return;
     case POOL_WAIT:
@@ -275,9 +312,8 @@ void pools_checkin(tp_pool *p, tp_backend *b)
     pool_checkin_result r = pool_checkin(p->algo, &b->slot, now, &to);
     switch (r) {
     case POOL_KEEP:
-        if (p->cfg.echo_pool == CONFIG_ECHO_DEBUG || log_enabled(CONFIG_LOG_DEBUG))
-            log_info("pool %s: Connection <backend %llu pid %d> being returned to pool",
-                     p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid);
+        pools_echo(p, false, "pool %s: Connection <backend %llu pid %d> being returned to pool",
+                   p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid);
         if (p->removed) pools_maybe_free(p);
         return;
     case POOL_HANDOFF:
@@ -285,6 +321,8 @@ void pools_checkin(tp_pool *p, tp_backend *b)
         lend_checked(p, b, to->data, now);
         return;
     case POOL_CLOSE:
+        pools_echo(p, true, "pool %s: Closing connection <backend %llu pid %d> (not kept at checkin)",
+                   p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid);
         backend_close(b, "not kept at checkin (pool_size idle, over capacity, or disposed)");
         serve_ready(p);
         return;

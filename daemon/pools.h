@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "config/config.h"
+#include "daemon/log.h"
 #include "daemon/params.h"
 #include "pool/pool.h"
 #include "stats/stats.h"
@@ -21,6 +22,10 @@ typedef struct tp_pool {
     uv_timer_t timer;        /* fires at the earliest waiter deadline */
     uv_timer_t retry_timer;  /* retries connects that failed (server restarting) */
     tp_client *retrying;     /* clients waiting for that retry */
+    uint64_t connect_failures;  /* connects failed since the last one that
+                                   succeeded (0: the server is reachable) */
+    uint64_t failures_unlogged; /* of them, those no log line counted yet */
+    double failure_logged_at;   /* tp_now() of the last such line */
     tp_backend *backends;    /* every backend of the pool (all states) */
     int n_backends;
     uint64_t clients;        /* clients connected to this pool */
@@ -77,3 +82,15 @@ void pools_resume(tp_pool *p);
 /* Paused, and no backend lent or connecting: every transaction has ended. */
 bool pools_pause_done(const tp_pool *p);
 double tp_now(void);
+
+/* echo_pool's log lines. An event of SPEC §3.2's list (connect, checkout,
+ * checkin, recycle, invalidate, timeout) is logged at info with echo_pool =
+ * true or debug; a detail (pre-ping, reset on return, opening a backend, on_connect
+ * run again ...) at info with echo_pool = debug. Otherwise they are debug
+ * lines, which log_level = debug shows. */
+config_log_level pools_echo_level(const tp_pool *p, bool detail);
+#define pools_echo(p, detail, ...)                                                                           \
+    do {                                                                                                     \
+        config_log_level echo_level_ = pools_echo_level((p), (detail));                                      \
+        if (log_enabled(echo_level_)) log_msg(echo_level_, __VA_ARGS__);                                     \
+    } while (0)

@@ -1,13 +1,15 @@
 /* server.c: process lifecycle. Starts the loop with the listeners, the pools
- * and the signal handlers; SIGTERM stops accepting and lets linked clients
- * finish (up to shutdown_timeout); SIGINT closes everything at once; SIGHUP
- * reloads the configuration (reload.c). */
+ * and the signal handlers; SIGTERM stops accepting, closes the clients
+ * between transactions (those holding a backend too) and lets running
+ * transactions finish (up to shutdown_timeout); SIGINT closes everything at
+ * once; SIGHUP reloads the configuration (reload.c). */
 #include "daemon/server.h"
 
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/backend.h"
 #include "daemon/client.h"
 #include "daemon/client_limits.h"
 #include "daemon/client_tls.h"
@@ -77,6 +79,16 @@ void server_maybe_finish(void)
 static void on_shutdown_timeout(uv_timer_t *t)
 {
     log_info("shutdown_timeout reached: closing the remaining clients");
+    /* Their transactions are cut short by tidepool, not abandoned by the
+     * client: closed with their backend, they are rolled back (PostgreSQL's
+     * fast shutdown does the same), whatever pool_reset_on_return says. */
+    for (tp_client *c = tp.clients; c; c = c->next) {
+        tp_backend *b = c->backend;
+        if (!b || client_is_idle_on_backend(c)) continue;
+        c->backend = NULL;
+        b->client = NULL;
+        backend_close(b, "shutdown_timeout");
+    }
     close_all_clients();
 }
 
@@ -91,10 +103,12 @@ void server_stop(bool graceful)
     if (!graceful) {
         close_all_clients();
     } else {
-        /* Clients not inside a transaction leave now; the others finish. */
+        /* Clients not inside a transaction leave now — those that hold
+         * their backend between transactions (session mode, pinned) too;
+         * the others when their transaction ends (client_on_ready). */
         for (tp_client *c = tp.clients, *next; c; c = next) {
             next = c->next;
-            if (c->state != CLIENT_ACTIVE && c->state != CLIENT_RELEASING)
+            if ((c->state != CLIENT_ACTIVE && c->state != CLIENT_RELEASING) || client_is_idle_on_backend(c))
                 client_fatal(c, "57P01", "terminating connection due to administrator command");
         }
         if (!shutdown_timer_on && tp.n_clients > 0) {

@@ -15,7 +15,11 @@
   an error, the others carry on, and the pool's older idle backends are
   replaced before they are lent again (pool-wide invalidation).
 - pool_recycle=1: after 1.5 s a client gets a new backend.
-- on_connect runs on every new backend.
+- on_connect runs on every new backend, and its effects hold for every client
+  of the backend: after tidepool's DISCARD ALL between session-mode clients,
+  after a client's RESET ALL, DISCARD ALL, RESET x or SET x TO DEFAULT, and
+  after tidepool's parameter sync reset a setting an earlier client had, the
+  backend runs on_connect again before it is lent.
 - pool_reset_on_return: a client that leaves inside a transaction after an
   INSERT: rollback -> the row is gone, commit -> it is there, none -> the
   backend is closed.
@@ -36,6 +40,13 @@ import psycopg2  # noqa: E402
 ROLE_PASSWORD = "rolepw"
 CLIENTS = 5
 
+# Settings that are not startup options: only on_connect gives them. And a
+# statement that fails when run twice on one session: on_connect must run
+# again on a fresh session, not on top of what it left.
+ON_CONNECT = "SET search_path = oc_schema, public; SET work_mem = '3MB'; PREPARE oc_probe AS SELECT 7"
+ON_CONNECT_SEES = ("oc_schema, public", "3MB")
+SERVER_DEFAULTS = ('"$user", public', "4MB")
+
 # pool name -> (backend role, extra pool keys)
 POOLS = {
     "ping": ("ping_be", {"pool_pre_ping": True, "pool_size": CLIENTS, "max_overflow": 5}),
@@ -44,6 +55,9 @@ POOLS = {
     "recycle": ("recycle_be", {"pool_recycle": 1, "pool_size": 1, "max_overflow": 0}),
     "hook": ("hook_be", {"on_connect": "SELECT set_config('tidepool.test', 'yes', false)",
                          "pool_size": 2, "max_overflow": 2}),
+    "oc_session": ("ocsess_be", {"pool_mode": "session", "on_connect": ON_CONNECT, "pool_size": 1,
+                                 "max_overflow": 0}),
+    "oc_txn": ("octxn_be", {"on_connect": ON_CONNECT, "pool_size": 1, "max_overflow": 0}),
     "reset_rollback": ("rollback_be", {"pool_reset_on_return": "rollback", "pool_size": 1,
                                        "max_overflow": 0}),
     "reset_commit": ("commit_be", {"pool_reset_on_return": "commit", "pool_size": 1, "max_overflow": 0}),
@@ -53,6 +67,7 @@ POOLS = {
     "noping_proxy": ("nopingpx_be", {"pool_size": 3, "max_overflow": 2}),
 }
 PROXIED = ("ping_proxy", "noping_proxy")
+PROBE = "SELECT pg_backend_pid(), current_setting('search_path'), current_setting('work_mem')"
 
 pg = None
 tp = None
@@ -341,6 +356,73 @@ class BackendFailures(h.TestCase):
                     conn.cursor() as cur:
                 cur.execute("SELECT current_setting('tidepool.test', true)")
                 self.assertEqual(cur.fetchone()[0], "yes")
+
+    # -- on_connect's effects for every client of a backend --
+
+    def on_connect_view(self, pool, **options):
+        """(backend pid, (search_path, work_mem)) one new client of pool sees
+        in its first transaction; options: its startup GUCs."""
+        opts = " ".join(f"-c {k}={v}" for k, v in options.items()) or None
+        with contextlib.closing(psycopg2.connect(tp.conninfo(dbname=pool), options=opts,
+                                                 connect_timeout=10)) as conn:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(PROBE)
+                pid, *values = cur.fetchone()
+                cur.execute("EXECUTE oc_probe")
+                self.assertEqual(cur.fetchone(), (7,), "on_connect's prepared statement")
+        return pid, tuple(values)
+
+    def test_on_connect_holds_for_every_session_client(self):
+        # Session mode: tidepool's DISCARD ALL between clients must not take
+        # on_connect's settings away from the next client.
+        pids = set()
+        for i in range(3):
+            pid, values = self.on_connect_view("oc_session")
+            pids.add(pid)
+            self.assertEqual(values, ON_CONNECT_SEES, f"client {i + 1} on backend {pid}")
+        self.assertEqual(len(pids), 1, "the clients did not share the backend")
+        # A client with its own search_path sees it; the next one on_connect's.
+        pid, values = self.on_connect_view("oc_session", search_path="pg_catalog")
+        self.assertEqual((pid, values), (pids.pop(), ("pg_catalog", "3MB")))
+        self.assertEqual(self.on_connect_view("oc_session")[1], ON_CONNECT_SEES)
+
+    def test_on_connect_survives_a_clients_reset(self):
+        # Transaction mode: a client's RESET ALL, DISCARD ALL, RESET x or SET
+        # x TO DEFAULT acts on the shared backend; the next client on it must
+        # still start with on_connect's settings, and so must the client
+        # itself from its next transaction.
+        pid, values = self.on_connect_view("oc_txn")
+        self.assertEqual(values, ON_CONNECT_SEES)
+        for resets in (["RESET ALL"], ["DISCARD ALL"], ["RESET search_path", "RESET work_mem"],
+                       ["SET search_path TO DEFAULT", "SET work_mem = DEFAULT"]):
+            with self.subTest(resets=resets):
+                with contextlib.closing(tp.connect(dbname="oc_txn", autocommit=True)) as a, \
+                        a.cursor() as cur:
+                    in_block = not resets[0].startswith("DISCARD")  # DISCARD ALL refuses a block
+                    if in_block:
+                        cur.execute("BEGIN")
+                    for sql in resets:
+                        cur.execute(sql)
+                    if in_block:
+                        # In the transaction that reset them: the server's defaults.
+                        cur.execute(PROBE)
+                        self.assertEqual(cur.fetchone(), (pid, *SERVER_DEFAULTS))
+                        cur.execute("COMMIT")
+                    cur.execute(PROBE)
+                    self.assertEqual(cur.fetchone(), (pid, *ON_CONNECT_SEES),
+                                     "the client's next transaction lost on_connect's settings")
+                    cur.execute("EXECUTE oc_probe")
+                    self.assertEqual(cur.fetchone(), (7,))
+                    for sql in resets:
+                        cur.execute(sql)
+                self.assertEqual(self.on_connect_view("oc_txn"), (pid, ON_CONNECT_SEES),
+                                 "the next client on the backend lost on_connect's settings")
+        # tidepool's own parameter sync: a client with its own work_mem, then
+        # one without (its sync resets work_mem on the backend).
+        self.assertEqual(self.on_connect_view("oc_txn", work_mem="8MB"), (pid, ("oc_schema, public", "8MB")))
+        self.assertEqual(self.on_connect_view("oc_txn"), (pid, ON_CONNECT_SEES))
+        self.assertEqual(backends("oc_txn"), [pid], "on_connect's pool replaced its backend")
 
     # -- pool_reset_on_return --
 
