@@ -44,8 +44,6 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tpharness as h  # noqa: E402
 
-import psycopg2  # noqa: E402
-
 pg = None
 tp = None
 
