@@ -187,7 +187,11 @@ static void on_params_synced(tp_backend *b, bool ok, const char *sqlstate, const
     }
     /* Unreported settings are known only from what was set; reported ones
      * came back in ParameterStatus, in the server's spelling, which the
-     * client's copy now takes so the next sync compares equal. */
+     * client's copy now takes so the next sync compares equal. A client
+     * whose login reply carried its own spelling (latin1, "iso,dmy") is told
+     * the server's now, as PostgreSQL would have told it at login. */
+    proto_buf respelled;
+    proto_buf_init(&respelled);
     for (size_t i = 0; i < b->params.count;) {
         if (wants_reset(c, &b->params.items[i])) params_remove(&b->params, b->params.items[i].name);
         else i++;
@@ -198,13 +202,20 @@ static void on_params_synced(tp_backend *b, bool ok, const char *sqlstate, const
         const char *spelled;
         if (!(cp->kind & PARAM_REPORTED))
             rc = params_set(&b->params, cp->name, cp->value);
-        else if ((cp->kind & PARAM_SETTABLE) && (spelled = params_get_like(&b->params, cp)))
+        else if ((cp->kind & PARAM_SETTABLE) && (spelled = params_get_like(&b->params, cp)) &&
+                 strcmp(spelled, cp->value) != 0) {
+            proto_build_param_status(&respelled, cp->name, spelled);
             rc = client_param_set(c, cp->name, spelled);
-        if (rc < 0) {
+        }
+        if (rc < 0 || respelled.failed) {
+            proto_buf_free(&respelled);
             client_fatal(c, "53200", "out of memory");
             return;
         }
     }
+    int rc = respelled.len ? client_send_buf(c, &respelled) : 0;
+    proto_buf_free(&respelled);
+    if (rc < 0) return;
     note_in_sync(c, b);
     continue_after_sync(c);
 }

@@ -236,39 +236,33 @@ class ParametersFollowClients(h.TestCase):
             for c in clients.values():
                 c.close()
 
-    # A client that sends no application_name: PostgreSQL reports '' (at
-    # login, in ParameterStatus, and in SHOW application_name); tidepool's
+    # A client that sends no application_name: PostgreSQL reports ''; the
     # backends connect with fallback_application_name=tidepool
-    # (daemon/backend_connect.c) and the client is shown 'tidepool' as its
-    # own application_name, in transaction and session mode alike. Not
-    # documented (docs/transaction-pooling.md says each client keeps its own
-    # startup parameters and is sent the server's for the rest): a deviation
-    # from a direct connection to decide on (fix, or document).
-    @unittest.expectedFailure
-    def test_no_application_name_as_postgresql(self):
+    # (daemon/backend_connect.c), and docs/transaction-pooling.md says such
+    # a client is shown 'tidepool', in transaction and session mode alike.
+    def test_no_application_name_shows_the_fallback(self):
         d = Raw.direct({})
         try:
-            expected = (d.login_status.get("application_name"), d.run("SHOW application_name"))
+            self.assertEqual((d.login_status.get("application_name"), d.run("SHOW application_name")),
+                             ("", [(b"",)]))
         finally:
             d.close()
-        self.assertEqual(expected, ("", [(b"",)]))
-        c = Raw.through_tidepool("one", {})
-        try:
-            self.assertEqual((c.login_status.get("application_name"), c.run("SHOW application_name")), expected)
-        finally:
-            c.close()
+        for pool in ("one", "plain_session"):
+            c = Raw.through_tidepool(pool, {})
+            try:
+                self.assertEqual((c.login_status.get("application_name"), c.run("SHOW application_name")),
+                                 ("tidepool", [(b"tidepool",)]), pool)
+            finally:
+                c.close()
 
     # The ParameterStatus a client is sent for its own startup parameters
     # must be PostgreSQL's value (LATIN1, "ISO, DMY", UTC, sql_standard),
     # whatever spelling the client used (latin1, iso,dmy, utc, SQL_standard),
-    # as SHOW gives it. Bug: in transaction mode, once the pool knows its
-    # server's parameters, the login reply (send_login_reply in
-    # daemon/client_login.c) overlays the client's values as it spelled
-    # them, and no corrected ParameterStatus follows when a backend reports
-    # PostgreSQL's spelling (the client's copy silently takes it,
-    # on_params_synced). A pool's first login and session mode take the
-    # values from a backend and are right (the test below).
-    @unittest.expectedFailure
+    # as SHOW gives it. In transaction mode, once the pool knows its
+    # server's parameters, the login reply carries the client's spelling;
+    # PostgreSQL's follows in a ParameterStatus when a backend first applies
+    # them (on_params_synced in daemon/client_login.c). A pool's first login
+    # and session mode take the values from a backend (the test below).
     def test_login_parameter_status_in_postgresql_spelling(self):
         self.check_spelling("one")
 
