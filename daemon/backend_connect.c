@@ -321,6 +321,18 @@ static int join_targets(tp_backend *b, char **host_list, char **addr_list, char 
     return -1;
 }
 
+/* A notice PostgreSQL sends while libpq runs the connection (a WARNING at
+ * login, say): one log line with a level, not libpq's own print to stderr. */
+static void on_connect_notice(void *arg, const char *message)
+{
+    tp_backend *b = arg;
+    size_t len = strlen(message);
+    while (len > 0 && message[len - 1] == '\n')
+        len--;
+    log_info("pool %s: backend %llu: the server says: %.*s", b->pool->cfg.pool_logging_name,
+             (unsigned long long)b->id, (int)len, message);
+}
+
 static void start_libpq(tp_backend *b)
 {
     tp_pool *p = b->pool;
@@ -407,6 +419,7 @@ static void start_libpq(tp_backend *b)
         connect_failed(b, PQerrorMessage(b->conn));
         return;
     }
+    PQsetNoticeProcessor(b->conn, on_connect_notice, b);
     b->fd = PQsocket(b->conn);
     if (backend_poll_open(b) < 0) {
         connect_failed(b, "could not watch the backend socket");

@@ -5,7 +5,8 @@
 - One line per event: a client whose startup user holds a newline and a fake
   "ERROR:" line gets no log line of its own making; libpq's multi-line
   connect errors ("... Connection refused" then "Is the server running ...")
-  stay on one line. Every line of the daemon's log starts with a level.
+  stay on one line; a notice PostgreSQL sends while a backend logs in is a
+  line of tidepool's. Every line of the daemon's log starts with a level.
 - While PostgreSQL is down, the connect attempts made for a waiting client
   (one every 100 ms) are not one WARNING each: the first failure is logged,
   then at most one line every 10 s, and one line when a connect succeeds
@@ -75,6 +76,26 @@ class OneLinePerEvent(h.TestCase):
             text = tp.log_text()
         self.assertTrue(LEVEL.match(line), line)
         self.assertIn("Connection refused", line)
+        self.assertEqual(unlevelled(text), [], "lines without a level")
+
+
+    def test_a_notice_at_connect_is_a_log_line(self):
+        # A role setting that became invalid: PostgreSQL sends a WARNING
+        # while the backend logs in, which libpq would print to stderr as it
+        # is ("WARNING:  invalid value ..."), level-less for tidepool.
+        pg.execute("DROP ROLE IF EXISTS noticed; CREATE ROLE noticed LOGIN PASSWORD 'noticed';"
+                   " GRANT CONNECT ON DATABASE inventorydb TO noticed;"
+                   " DROP TEXT SEARCH CONFIGURATION IF EXISTS gone_cfg;"
+                   " CREATE TEXT SEARCH CONFIGURATION gone_cfg (COPY = english);"
+                   " ALTER ROLE noticed SET default_text_search_config = 'public.gone_cfg';"
+                   " DROP TEXT SEARCH CONFIGURATION gone_cfg", dbname="inventorydb")
+        pools = {"noticed": {"url": pg.url("inventorydb", user="noticed", password="noticed")}}
+        with h.Tidepool(pg, pools=pools) as tp:
+            self.assertEqual(tp.raw(dbname="noticed").fetch("SELECT 1"), [("1",)])
+            line = h.wait_for_log(tp, "the server says")
+            text = tp.log_text()
+        self.assertTrue(line.startswith("LOG: pool noticed: backend "), line)
+        self.assertIn('invalid value for parameter "default_text_search_config"', line)
         self.assertEqual(unlevelled(text), [], "lines without a level")
 
 
