@@ -37,7 +37,8 @@ typedef struct listener {
         uv_pipe_t pipe;
     } h;
     bool unix_socket;
-    char *path; /* socket file to unlink at close */
+    char *path;                   /* socket file to unlink at close */
+    struct sockaddr_storage addr; /* a TCP listener's own address, as bound (zero if adopted) */
     struct listener *next;
 } listener;
 
@@ -190,8 +191,16 @@ static int open_tcp_at(const struct sockaddr_storage *ss, const char *name)
         snprintf(what, sizeof what, "%s:%d", ip, port);
     listener_fd *p = listener_fds_find(passed, n_passed, (const struct sockaddr *)ss);
     if (p) return adopt(p, true);
+    /* listen_addr = localhost, 127.0.0.1: the second names an address the
+     * first already listens on. */
+    for (listener *o = all_listeners; o; o = o->next)
+        if (!o->unix_socket && memcmp(&o->addr, ss, sizeof *ss) == 0) {
+            log_debug("already listening on %s", what);
+            return 0;
+        }
     listener *l = listener_new(false);
     if (!l) return UV_ENOMEM;
+    l->addr = *ss;
     uv_tcp_init(tp.loop, &l->h.tcp);
     l->h.handle.data = l;
     unsigned flags = ss->ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0;

@@ -163,6 +163,15 @@ class ListenAddr(ListenTestCase):
         if HAS_IPV6:
             self.assertRefused(tp, "::1")
 
+    def test_an_address_named_twice_is_listened_on_once(self):
+        # localhost resolves to 127.0.0.1 (and maybe ::1): the second item
+        # names an address already listened on, which is not an error.
+        tp = self.start(listen_addr="localhost,127.0.0.1")
+        self.assertServes(tp, "127.0.0.1")
+        self.assertRefused(tp, "127.0.0.2")
+        self.assertEqual(tp.log_text().count(f"LOG: listening on 127.0.0.1:{tp.port}"), 1, tp.log_text())
+        self.assertIn(f"already listening on 127.0.0.1:{tp.port}", tp.log_text())
+
     def test_list_ipv4_and_ipv6(self):
         if not HAS_IPV6:
             self.skipTest(NO_IPV6)
