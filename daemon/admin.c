@@ -192,9 +192,12 @@ static size_t show_clients(proto_buf *pb)
 }
 
 /* A backend's state as SHOW SERVERS tells it: "linked" with no client is
- * being reset after its client left; "idle" while lent is being pre-pinged. */
+ * being reset after its client left, or back and waiting for a cancel in
+ * flight to arrive before it rejoins the pool; "idle" while lent is being
+ * pre-pinged. */
 static const char *server_state_str(const tp_backend *b)
 {
+    if (b->state == BACKEND_LINKED && b->checkin_deferred) return "cancel_wait";
     if (b->state == BACKEND_LINKED && !b->client) return "resetting";
     if (b->state == BACKEND_IDLE && b->slot.state == POOL_CONN_LENT) return "pinging";
     return backend_state_to_str(b->state);

@@ -94,7 +94,8 @@ static int wanted_events(const tp_backend *b)
 
 void backend_maybe_free(tp_backend *b)
 {
-    if (b->state == BACKEND_CLOSING && b->open_handles == 0) backend_free_memory(b);
+    /* A cancel in flight still points at it: after_cancel frees it. */
+    if (b->state == BACKEND_CLOSING && b->open_handles == 0 && b->cancels == 0) backend_free_memory(b);
 }
 
 void backend_close(tp_backend *b, const char *why)

@@ -61,7 +61,11 @@ struct tp_backend {
 
     PGconn *conn;        /* libpq connection (owns the socket) */
     void *ssl;           /* OpenSSL SSL* when the link uses TLS, else NULL */
-    PGcancel *cancel;    /* for CancelRequest forwarding */
+    PGcancel *cancel;    /* for CancelRequest forwarding (backend_cancel.c) */
+    int cancels;         /* cancels of its client's query in flight on the thread
+                            pool: while > 0 it is lent to no one and not freed */
+    bool checkin_deferred; /* it came back to pools_checkin while a cancel was
+                              in flight: checked in when the last one is over */
     int fd;
     uv_poll_t *poll;     /* watches fd; malloc'd so a new socket (multi-host
                             connect) can get a new handle while the old closes */
@@ -150,6 +154,10 @@ size_t backend_out_queue(const tp_backend *b);
 /* Settings PostgreSQL does not report changed (SET/RESET/DISCARD): mark
  * their recorded values unknown so the next sync sets or resets them. */
 void backend_forget_unreported_params(tp_backend *b);
+/* Forward a CancelRequest to PostgreSQL for the query b (lent) runs: PQcancel
+ * on the thread pool. Until it is over, b goes back to no pool and is not
+ * freed (see backend_cancel.c). 0, or a negative error (nothing started). */
+int backend_cancel(tp_backend *b) __attribute__((warn_unused_result));
 /* Write what is queued now (flush.c calls it). */
 void backend_flush(tp_backend *b);
 const char *backend_state_to_str(backend_state s);

@@ -6,7 +6,6 @@
  * reset (pool_reset_on_return; DISCARD ALL in session mode) before reuse. */
 #include "daemon/client.h"
 
-#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,32 +288,24 @@ static int parse_options(tp_client *c, const char *opts)
     return expect_c ? -1 : 0;
 }
 
-/* CancelRequest: cancel the query of the client holding that key. libpq's
- * PQcancel blocks, so it runs on the thread pool. */
-typedef struct cancel_work {
-    uv_work_t req;
-    PGcancel *cancel;
-} cancel_work;
-
-static void do_cancel(uv_work_t *req)
-{
-    cancel_work *w = req->data;
-    char err[256];
-    if (!PQcancel(w->cancel, err, sizeof err)) log_warn("cancel request failed: %s", err);
-}
-
-static void after_cancel(uv_work_t *req, int status)
-{
-    cancel_work *w = req->data;
-    PQfreeCancel(w->cancel);
-    free(w);
-}
-
+/* CancelRequest: cancel the query of the client holding that key, and
+ * nothing else. A client waiting for a backend gets 57014 for the message
+ * it waits with; one whose backend is lent but still being set up for it
+ * (its parameters, on_connect) gets it once that is done, instead of its
+ * message being sent (client_cancel_unsent); one that runs a query has the
+ * cancel forwarded to its backend (backend_cancel.c: until PostgreSQL has
+ * it, that backend serves no one else). A client between transactions —
+ * no backend, or one it keeps idle — has no query to cancel: nothing
+ * happens, as with PostgreSQL. */
 static void handle_cancel(uint32_t pid, uint32_t key)
 {
     tp_client *target = client_find_by_key(pid, key);
     if (!target) {
         log_debug("cancel request for an unknown key");
+        return;
+    }
+    if (target->state == CLIENT_WAITING && target->backend) {
+        target->cancel_unsent = true;
         return;
     }
     if (target->state == CLIENT_WAITING || target->state == CLIENT_LOGIN_WAIT) {
@@ -327,19 +318,24 @@ static void handle_cancel(uint32_t pid, uint32_t key)
         return;
     }
     tp_backend *b = target->backend;
-    if (!b || !b->conn) return;
-    cancel_work *w = calloc(1, sizeof *w);
-    if (!w) return;
-    w->cancel = PQgetCancel(b->conn);
-    if (!w->cancel) {
-        free(w);
-        return;
-    }
-    w->req.data = w;
-    if (uv_queue_work(tp.loop, &w->req, do_cancel, after_cancel) < 0) {
-        PQfreeCancel(w->cancel);
-        free(w);
-    }
+    if (target->state != CLIENT_ACTIVE || !b || client_is_idle_on_backend(target)) return;
+    if (backend_cancel(b) < 0)
+        log_warn("client %llu: its cancel request could not be forwarded", (unsigned long long)target->id);
+}
+
+bool client_cancel_unsent(tp_client *c)
+{
+    if (!c->cancel_unsent) return false;
+    c->cancel_unsent = false;
+    if (c->state != CLIENT_WAITING || !c->backend) return false;
+    /* Its message was not sent: the backend goes back as it is (clean, set
+     * up for this client) and the message gets the cancel's error. */
+    tp_backend *b = c->backend;
+    c->backend = NULL;
+    b->xact_started = 0; /* no transaction ran */
+    backend_release(b, false);
+    client_on_backend_error(c, "57014", "canceling statement due to user request");
+    return true;
 }
 
 static void handle_startup(tp_client *c, const proto_startup *st)

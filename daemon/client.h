@@ -87,6 +87,9 @@ typedef struct tp_client {
                                     when it logged in (a reload changes it for new
                                     clients only) */
     bool admin_waiting : 1;      /* admin console: its PAUSE has not completed */
+    bool cancel_unsent : 1;      /* CLIENT_WAITING with its backend lent and being set up
+                                    (parameter sync): a CancelRequest came, so its
+                                    message is answered 57014 instead of being sent */
 } tp_client;
 
 /* A new connection was accepted on `server` (a listening stream). */

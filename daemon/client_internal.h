@@ -25,6 +25,10 @@ void client_auth_refused(tp_client *c, const char *sqlstate, const char *message
 
 /* After authentication succeeded (client_login.c). */
 void client_login(tp_client *c);
+/* Its backend is set up for it: if a CancelRequest came meanwhile
+ * (cancel_unsent), give the backend back and answer the message it waited
+ * with 57014 (true); else false, and the message goes to the backend. */
+bool client_cancel_unsent(tp_client *c);
 /* Apply the client's startup parameters to its backend, then continue. */
 void client_sync_params(tp_client *c);
 bool client_param_is_reported(const char *name);

@@ -149,6 +149,7 @@ static bool known_in_sync(const tp_client *c, const tp_backend *b)
 static void continue_after_sync(tp_client *c)
 {
     bool login = c->state == CLIENT_LOGIN_WAIT;
+    if (!login && client_cancel_unsent(c)) return;
     if (login) {
         c->backend->xact_started = 0; /* a backend taken to log in: no transaction yet */
         send_login_reply(c, &c->backend->params, c->backend->txn_status);

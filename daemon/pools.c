@@ -300,6 +300,16 @@ void pools_cancel_checkout(tp_pool *p, tp_client *c)
 void pools_checkin(tp_pool *p, tp_backend *b)
 {
     b->client = NULL;
+    if (b->cancels > 0) {
+        /* A cancel of its last client's query is on its way to PostgreSQL:
+         * lent now, it could stop the next client's query. It stays out of
+         * the pool (still counted as lent) until the cancel has arrived;
+         * backend_cancel.c checks it in then. */
+        b->checkin_deferred = true;
+        pools_echo(p, true, "pool %s: Connection <backend %llu pid %d> kept out of the pool until a cancel "
+                   "in flight for it has arrived", p->cfg.pool_logging_name, (unsigned long long)b->id, b->pid);
+        return;
+    }
     b->state = BACKEND_IDLE;
     double now = tp_now();
     if (b->xact_started > 0) {

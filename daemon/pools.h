@@ -66,7 +66,9 @@ tp_pool *pools_at(size_t i);
 void pools_checkout(tp_pool *p, tp_client *c);
 /* The client no longer wants one (it left while waiting). */
 void pools_cancel_checkout(tp_pool *p, tp_client *c);
-/* A lent backend comes back clean: kept, handed to a waiter, or closed. */
+/* A lent backend comes back clean: kept, handed to a waiter, or closed. While
+ * a cancel for it is in flight, none of that yet: it is checked in when the
+ * cancel is over (backend_cancel.c). */
 void pools_checkin(tp_pool *p, tp_backend *b);
 /* A backend is gone (closed, died); frees its slot and serves waiters. */
 void pools_backend_gone(tp_pool *p, tp_backend *b, bool died);

@@ -13,6 +13,7 @@ queued client's wait with 57014, and cancels a running query on its backend
 
 import contextlib
 import os
+import random
 import sys
 import threading
 import time
@@ -42,6 +43,14 @@ def setUpModule():
             "queue": {"url": url, "pool_size": 1, "max_overflow": 0, "pool_timeout": 20},
             # Room for several clients at once.
             "roomy": {"url": url, "pool_size": 3, "max_overflow": 0, "pool_timeout": 20},
+            # One backend that two clients take in turn: a cancel in flight
+            # when one's transaction ends must not reach the other.
+            "race": {"url": url, "pool_size": 1, "max_overflow": 0, "pool_timeout": 20},
+            # One backend whose session takes half a second to start afresh
+            # (on_connect runs again when the next client's parameters need a
+            # RESET): a window while a client holds it before its query is sent.
+            "slow_setup": {"url": url, "pool_size": 1, "max_overflow": 0, "pool_timeout": 2,
+                           "on_connect": "SELECT pg_sleep(0.5)"},
         }).start()
     except BaseException:
         pg.stop()
@@ -357,6 +366,182 @@ class CancelTests(h.TestCase):
                 self.assertEqual(cur.fetchone(), ("alive",))
         finally:
             victim.close()
+
+    # -- a cancel in flight while its client's transaction ends --
+    #
+    # tidepool forwards a CancelRequest with libpq's PQcancel, on a thread:
+    # it reaches PostgreSQL a millisecond or so after tidepool picked the
+    # backend. If the client's transaction ends in between and the backend
+    # were lent again at once, the cancel would stop the next client's query.
+    # Two clients take the pool's only backend in turn; A ends each of its
+    # transactions with a cancel of its own in flight; B, queued behind A,
+    # runs queries long enough for a stray cancel to land in them. B must
+    # never see 57014. (With the backend lent at once, B got it in most
+    # rounds of the first test, and in some rounds of the second.)
+
+    RACE_ROUNDS = 300
+    RACE_B_QUERY = "SELECT pg_sleep(0.02), 'b done'"
+
+    def start_b(self):
+        """Client B: runs RACE_B_QUERY back to back until told to stop;
+        returns (thread, stop event, record with B's queries and errors)."""
+        stop = threading.Event()
+        record = {"done": 0, "errors": [], "ended": []}
+        ready = threading.Event()
+
+        def run():
+            try:
+                with tp.raw(dbname="race", timeout=30) as b:
+                    ready.set()
+                    while not stop.is_set():
+                        try:
+                            rows = b.fetch(self.RACE_B_QUERY)
+                            record["ended"].append(time.monotonic())
+                            if rows != [("", "b done")]:
+                                record["errors"].append(("rows", rows))
+                            record["done"] += 1
+                        except h.PgError as e:
+                            record["errors"].append((e.sqlstate, e.message))
+            except Exception as e:  # reported by the test
+                record["errors"].append(("exception", repr(e)))
+                ready.set()
+        th = threading.Thread(target=run, daemon=True)
+        th.start()
+        self.assertTrue(ready.wait(10), "B did not log in")
+        return th, stop, record
+
+    def stop_b(self, th, stop, record, rounds):
+        stop.set()
+        th.join(10)
+        self.assertFalse(th.is_alive(), "B is stuck")
+        errors = record["errors"]
+        self.assertFalse(errors, f"B got {len(errors)} errors in {rounds} rounds (first: {errors[:3]}): "
+                         f"a cancel meant for A reached B's query")
+        self.assertGreater(record["done"], rounds // 2, "A and B did not take the backend in turn")
+
+    def test_cancel_in_flight_at_sync_never_reaches_the_next_client(self):
+        # A runs a query in the extended protocol and reads its result (the
+        # backend stays A's: no Sync yet), sends a CancelRequest (tidepool has
+        # taken it once it closes that connection), then the Sync that ends
+        # its transaction. Its cancel finds A's backend idle: a no-op there.
+        th, stop, record = self.start_b()
+        errors_a = []
+        try:
+            with tp.raw(dbname="race", timeout=30) as a:
+                pid, secret = a.backend_key
+                for i in range(self.RACE_ROUNDS):
+                    a.parse("", "SELECT $1::int")
+                    a.bind("", "", (str(i),))
+                    a.execute()
+                    a.flush()
+                    while True:
+                        t, body = a.read_message()
+                        if t == b"E":
+                            errors_a.append((i, h._fields(body).get("C")))
+                        if t in (b"C", b"E"):
+                            break
+                    h.RawConnection.cancel(tp.host, tp.port, pid, secret)
+                    a.sync()
+                    msgs = a.read_until_ready()
+                    self.assertEqual([t for t, _ in msgs], [b"Z"], msgs)
+                    self.assertEqual(a.status, "I")
+                self.assertEqual(a.fetch("SELECT 'a alive'"), [("a alive",)])
+        finally:
+            stop.set()
+            th.join(10)
+            h.log(f"cancel race at Sync: {len(record['errors'])} of B's {record['done']} queries "
+                  f"and {len(errors_a)} of A's {self.RACE_ROUNDS} were hit")
+            self.stop_b(th, stop, record, self.RACE_ROUNDS)
+        # Nor does it reach A's next transaction.
+        self.assertEqual(errors_a, [], "a cancel of A's reached a later query of A's")
+
+    def test_cancel_as_transactions_end_never_reaches_the_next_client(self):
+        # A runs SELECT pg_sleep(0.2) as a transaction of its own, and sends a
+        # cancel for itself at about the time it ends: from 3 ms before to 1
+        # ms after, spread over the rounds. Some cancels stop A's query, some
+        # are still in flight when it ends, and must then do nothing, to B
+        # least of all.
+        rounds = 100
+        sleep = 0.2
+        rng = random.Random(1234)
+        th, stop, record = self.start_b()
+        hits_a = 0
+        try:
+            with tp.raw(dbname="race", timeout=30) as a:
+                pid, secret = a.backend_key
+                for i in range(rounds):
+                    sent = time.monotonic()
+                    a.send(b"Q", b"SELECT pg_sleep(%.3f), 'a done'\0" % sleep)
+                    # A's query starts when the B query it queued behind
+                    # ends (B's take 20 ms), or at once if it did not queue.
+                    started = sent
+                    while time.monotonic() < sent + 0.03:
+                        after = [t for t in record["ended"][-3:] if t > sent]
+                        if after:
+                            started = after[0]
+                            break
+                        time.sleep(0.0005)
+                    at = started + sleep + rng.uniform(-0.003, 0.001)
+                    time.sleep(max(0.0, at - time.monotonic()))
+                    h.RawConnection.cancel(tp.host, tp.port, pid, secret)
+                    try:
+                        rows = h.RawConnection.results(a.read_until_ready())[-1].rows
+                        self.assertEqual(rows, [("", "a done")])
+                    except h.PgError as e:
+                        self.assertEqual(e.sqlstate, "57014", e.fields)
+                        hits_a += 1
+                    self.assertEqual(a.status, "I")
+                self.assertEqual(a.fetch("SELECT 'a alive'"), [("a alive",)])
+        finally:
+            stop.set()
+            th.join(10)
+            h.log(f"cancel race at the end of a transaction: {len(record['errors'])} of B's "
+                  f"{record['done']} queries and {hits_a} of A's {rounds} were hit")
+            self.stop_b(th, stop, record, rounds)
+
+    def test_cancel_of_an_idle_client_does_nothing(self):
+        # Between transactions a client holds no backend: its cancel must not
+        # reach the query the pool's only backend runs for another client.
+        with tp.raw(dbname="race") as idle, tp.raw(dbname="race") as busy:
+            self.assertEqual(idle.fetch("SELECT 'idle ran'"), [("idle ran",)])
+            pid, secret = idle.backend_key
+            busy.send(b"Q", b"SELECT pg_sleep(0.5), 'busy done'\0")
+            h.wait_until(lambda: pg.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(0.5)%'"
+                " AND state = 'active'")[0][0] == 1, timeout=5, message="busy's query running")
+            for _ in range(3):
+                h.RawConnection.cancel(tp.host, tp.port, pid, secret)
+            results = h.RawConnection.results(busy.read_until_ready())
+            self.assertEqual(results[-1].rows, [("", "busy done")])
+            self.assertEqual(idle.fetch("SELECT 'idle again'"), [("idle again",)])
+
+    def test_cancel_while_the_backend_is_set_up_for_the_client(self):
+        # B is lent the backend, and tidepool first starts its session afresh
+        # (on_connect, half a second): B's query has not been sent yet. A
+        # cancel then answers that query with 57014 once the backend is set
+        # up, without sending it; B's connection and the pool carry on.
+        with tp.raw(dbname="slow_setup", params={"options": "-c work_mem=8MB"}) as a, \
+                tp.raw(dbname="slow_setup") as b:
+            self.assertEqual(a.fetch("SELECT current_setting('work_mem')"), [("8MB",)])
+            b.send(b"Q", b"SELECT 'should not run'\0")
+            h.wait_until(lambda: pg.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(0.5)'"
+                " AND state = 'active'")[0][0] == 1, timeout=5, message="on_connect running for B")
+            h.RawConnection.cancel(tp.host, tp.port, *b.backend_key)
+            with Timed() as t:
+                msgs = b.read_until_ready()
+            self.assertEqual([m for m, _ in msgs], [b"E", b"Z"], msgs)
+            e = h.PgError(h._fields(msgs[0][1]))
+            self.assertEqual((e.sqlstate, e.message), ("57014", "canceling statement due to user request"))
+            self.assertLess(t.elapsed, 1.5)
+            self.assertEqual(b.status, "I")
+            # B is not left holding the backend (A would wait for it until
+            # pool_timeout), nor queued for another one.
+            self.assertEqual(a.fetch("SELECT current_setting('work_mem')"), [("8MB",)])
+            self.assertEqual(b.fetch("SELECT 'b again', current_setting('work_mem')"), [("b again", "4MB")])
+            time.sleep(2.5)  # longer than pool_timeout: no stray wait times out
+            self.assertEqual(b.fetch("SELECT 'b still'"), [("b still",)])
+            self.assertEqual(a.fetch("SELECT 'a still'"), [("a still",)])
 
     def test_cancel_with_wrong_key_does_nothing(self):
         with tp.raw(dbname="roomy") as c:
