@@ -64,7 +64,7 @@ END_TEST
 /* What log_msg writes to stderr for one event with message `arg`. */
 static char *logged(config_log_level level, const char *arg)
 {
-    static char out[8192];
+    static char out[96 * 1024];
     FILE *tmp = tmpfile();
     ck_assert_ptr_nonnull(tmp);
     fflush(stderr);
@@ -93,14 +93,22 @@ START_TEST(test_one_line_per_event)
     ck_assert_str_eq(logged(CONFIG_LOG_DEBUG, "plain"), "DEBUG: plain\n");
     ck_assert_str_eq(logged(CONFIG_LOG_ERROR, "x"), "ERROR: x\n");
 
-    /* A message longer than a line is cut, and still one line. */
-    char big[5000];
-    for (size_t i = 0; i < sizeof big - 1; i++)
+    /* A message of some KB (a statement echoed) is logged whole, one line. */
+    static char big[100 * 1000 + 1];
+    for (size_t i = 0; i < 5000; i++)
         big[i] = i % 2 ? '\n' : 'a';
-    big[sizeof big - 1] = '\0';
+    big[5000] = '\0';
     const char *out = logged(CONFIG_LOG_INFO, big);
     ck_assert_ptr_eq(strchr(out, '\n'), out + strlen(out) - 1);
-    ck_assert_uint_gt(strlen(out), 2000);
+    ck_assert_uint_eq(strlen(out), strlen("LOG: ") + 2500 + 2 * 2500 + 1);
+
+    /* Longer than 64 KiB: cut there, saying how much was left out. */
+    memset(big, 'b', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    out = logged(CONFIG_LOG_INFO, big);
+    ck_assert_ptr_eq(strchr(out, '\n'), out + strlen(out) - 1);
+    ck_assert_uint_eq(strspn(out + 5, "b"), 64 * 1024);
+    ck_assert_str_eq(out + 5 + 64 * 1024, "... (34464 bytes more not logged)\n");
 
     /* Below the level: nothing. */
     log_set_level(CONFIG_LOG_WARN);
