@@ -1398,6 +1398,7 @@ static void check_example(const config *cfg)
     ck_assert(p->pool_recycle == -1.0);
     ck_assert(!p->pool_pre_ping && !p->pool_use_lifo && !p->read_only && !p->deferrable);
     ck_assert_int_eq(p->pool_reset_on_return, CONFIG_RESET_ROLLBACK);
+    ck_assert_int_eq(p->max_client_prepared_statements, 10000);
     ck_assert_ptr_null(p->on_connect);
     ck_assert_int_eq(p->echo_pool, CONFIG_ECHO_OFF);
 }
