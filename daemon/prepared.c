@@ -284,6 +284,9 @@ static bool over_client_limit(tp_client *c, const char *name)
 
 bool prepared_parse_refused(tp_client *c, const uint8_t *msg, size_t total)
 {
+    /* The common case, below the limit, without parsing the message. */
+    int max = c->pool ? c->pool->cfg.max_client_prepared_statements : 0;
+    if (max <= 0 || c->stmts.count < (size_t)max) return false;
     proto_msg m = {'P', msg + 5, (uint32_t)(total - 5), total};
     const char *stmt, *query;
     return proto_parse_parse(&m, &stmt, &query) == PROTO_COMPLETE && over_client_limit(c, stmt);
