@@ -88,6 +88,8 @@ typedef struct config_pool {
     char *pool_logging_name; /* defaults to name */
     int max_prepared_statements; /* transaction mode: named statements kept
                                     prepared per backend (PgBouncer's key) */
+    int max_client_prepared_statements; /* transaction mode: named statements one
+                                           client may have tidepool remember; 0 = no limit */
     char **allowed_users;    /* users who may use the pool; none = every user */
     size_t n_allowed_users;
     int line;                /* line of the [pool.NAME] header */

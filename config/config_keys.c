@@ -168,6 +168,8 @@ static const config_key keys[] = {
      BOOLEAN " or 'debug'", "false"},
     {"max_prepared_statements", CONFIG_SCOPE_POOL, KIND_INT, P(max_prepared_statements), 0, 0, 1000000,
      NULL, "an integer >= 0 (0 = do not cache prepared statements on backends)", "200"},
+    {"max_client_prepared_statements", CONFIG_SCOPE_POOL, KIND_INT, P(max_client_prepared_statements), 0, 0,
+     INT_MAX, NULL, "an integer >= 0 (0 = no limit)", "10000"},
     {"allowed_users", CONFIG_SCOPE_POOL, KIND_USERS, P(allowed_users), P(n_allowed_users), 0, 0, NULL,
      "comma-separated user names, or nothing for every user", ""},
     {"pool_logging_name", CONFIG_SCOPE_POOL_ONLY, KIND_NAME, P(pool_logging_name), 0, 0, 0, NULL,

@@ -744,6 +744,16 @@ static void process_ready(tp_client *c)
     if (tp_buf_size(&c->in) < total && total <= CLIENT_READ_CHUNK)
         return; /* a small message is taken whole before a backend is lent:
                  * a client that stalls half-way through one holds none */
+    const uint8_t *head = tp_buf_head(&c->in);
+    if (type == 'P' && tp_buf_size(&c->in) >= total && prepared_parse_refused(c, head, total)) {
+        /* A new statement past max_client_prepared_statements, outside a
+         * transaction: refused here, without a backend, and the rest is
+         * dropped up to its Sync as after any error. */
+        tp_buf_consume(&c->in, total);
+        prepared_send_refusal(c);
+        c->discard_until_sync = true;
+        return;
+    }
     if (type == 'P' && tp_buf_size(&c->in) >= total + 5 && tp_buf_head(&c->in)[total] == 'S' &&
         !c->unsynced) {
         /* Parse + Sync alone (PQprepare): no backend needed until it is used,

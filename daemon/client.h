@@ -82,6 +82,8 @@ typedef struct tp_client {
     bool backend_full : 1;       /* backpressure: the backend's queue is full */
     bool eof : 1;                /* the peer closed its side */
     bool logged_in : 1;          /* its first ReadyForQuery was sent */
+    bool stmts_limit_logged : 1; /* a Parse of its was refused by
+                                    max_client_prepared_statements (logged once) */
     bool reset_pending : 1;      /* RESET/DISCARD ALL ran: restore startup params at ReadyForQuery */
     bool txn_pooling : 1;        /* its pool lends per transaction: the pool's pool_mode
                                     when it logged in (a reload changes it for new

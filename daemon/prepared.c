@@ -7,6 +7,7 @@
 
 #include "daemon/backend.h"
 #include "daemon/client.h"
+#include "daemon/client_internal.h"
 #include "daemon/echo.h"
 #include "daemon/log.h"
 #include "daemon/pools.h"
@@ -263,6 +264,71 @@ static uint64_t hash_bytes(const uint8_t *p, size_t n)
     return h;
 }
 
+/* ---- a client's limit (max_client_prepared_statements) ---- */
+
+/* Whether remembering statement `name` would take the client past its
+ * pool's max_client_prepared_statements: a new name while it has that many. */
+static bool over_client_limit(tp_client *c, const char *name)
+{
+    int max = c->pool ? c->pool->cfg.max_client_prepared_statements : 0;
+    if (max <= 0 || name[0] == '\0' || c->stmts.count < (size_t)max || stmts_find(&c->stmts, name))
+        return false;
+    if (!c->stmts_limit_logged) {
+        c->stmts_limit_logged = true;
+        log_warn("pool %s: client %llu (%s): Parse of a new prepared statement refused: it has %zu, "
+                 "max_client_prepared_statements = %d (logged once per client)",
+                 c->pool->cfg.pool_logging_name, (unsigned long long)c->id, c->peer, c->stmts.count, max);
+    }
+    return true;
+}
+
+bool prepared_parse_refused(tp_client *c, const uint8_t *msg, size_t total)
+{
+    /* The common case, below the limit, without parsing the message. */
+    int max = c->pool ? c->pool->cfg.max_client_prepared_statements : 0;
+    if (max <= 0 || c->stmts.count < (size_t)max) return false;
+    proto_msg m = {'P', msg + 5, (uint32_t)(total - 5), total};
+    const char *stmt, *query;
+    return proto_parse_parse(&m, &stmt, &query) == PROTO_COMPLETE && over_client_limit(c, stmt);
+}
+
+void prepared_send_refusal(tp_client *c)
+{
+    char message[128];
+    snprintf(message, sizeof message,
+             "too many prepared statements for this client (max_client_prepared_statements = %d)",
+             c->pool->cfg.max_client_prepared_statements);
+    client_error(c, "53400", message);
+}
+
+/* A refused Parse in the middle of the client's stream still reaches the
+ * backend, as a Parse that fails there: PostgreSQL then skips the rest up to
+ * the Sync and aborts the transaction, as for any error, so the backend's
+ * state stays what the client is told. Its error is replaced by the client's
+ * 53400 (see prepared_backend_message). It is named so that it leaves the
+ * unnamed statement alone, and it never creates anything. */
+static int send_refused_parse(tp_backend *b)
+{
+    proto_buf pb;
+    proto_buf_init(&pb);
+    proto_build_parse(&pb, "tp_refused", "tidepool refused this Parse (max_client_prepared_statements)", 0,
+                      NULL);
+    int rc = pb.failed ? -1 : backend_send(b, pb.data, pb.len);
+    proto_buf_free(&pb);
+    if (rc == 0) rc = expect_push(b, REFUSED_PARSE, 0);
+    return rc;
+}
+
+/* The backend's error for a refused Parse: the client is sent its 53400
+ * instead. */
+static void answer_refused_parse(tp_backend *b)
+{
+    tp_client *c = b->client;
+    if (!c) return;
+    if (c->echo) echo_backend_message(c, 'E', "53400");
+    prepared_send_refusal(c);
+}
+
 /* ---- client -> backend ---- */
 
 bool prepared_needs_whole(uint8_t type)
@@ -345,6 +411,10 @@ int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uin
             rc = pb.failed ? -1 : backend_send(b, pb.data, pb.len);
             proto_buf_free(&pb);
             if (rc == 0) rc = expect_push(b, EXPECT_PARSE, 0);
+            break;
+        }
+        if (over_client_limit(c, stmt)) {
+            rc = send_refused_parse(b);
             break;
         }
         size_t skip = strlen(stmt) + 1;
@@ -522,8 +592,11 @@ bool prepared_backend_message(tp_backend *b, uint8_t type, const char *sqlstate,
         if (h->kind == EXPECT_EXECUTE) expect_pop(b);
         break;
     case 'E':
-        if (sqlstate && strcmp(sqlstate, "0A000") == 0 && message &&
-            strstr(message, "cached plan must not change result type")) {
+        if (h->kind == REFUSED_PARSE) {
+            answer_refused_parse(b);
+            drop = true;
+        } else if (sqlstate && strcmp(sqlstate, "0A000") == 0 && message &&
+                   strstr(message, "cached plan must not change result type")) {
             if (b->replay.ready && h->kind == EXPECT_BIND && b->expects.popped == b->replay.popped_at) {
                 /* Nothing of the batch reached the client yet: hide the
                  * error, and send the batch again once the statement is

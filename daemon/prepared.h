@@ -10,7 +10,11 @@
  * sent will answer: a Parse the backend already has is not sent and its
  * ParseComplete is made up at its place in the stream; a Parse tidepool adds
  * before a Bind has its ParseComplete swallowed; a client's Close of a named
- * statement is answered by tidepool. */
+ * statement is answered by tidepool.
+ *
+ * What tidepool remembers for a client is bounded by its pool's
+ * max_client_prepared_statements: a Parse of a new name beyond it is refused
+ * with 53400 for that client alone (see prepared_parse_refused). */
 #pragma once
 
 #include <stdbool.h>
@@ -51,6 +55,8 @@ typedef enum {
     FAKE_CLOSE,       /* send the client a CloseComplete here */
     SWALLOW_PARSE,    /* tidepool's own Parse: drop its ParseComplete */
     SWALLOW_CLOSE,    /* tidepool's own Close: drop its CloseComplete */
+    REFUSED_PARSE,    /* stands for a refused Parse: its error is replaced by
+                         the client's 53400 */
 } expect_kind;
 
 typedef struct tp_expect {
@@ -114,6 +120,13 @@ int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uin
  * out of memory. It is prepared on a backend at its first Bind or Describe,
  * where PostgreSQL then judges it. */
 int prepared_register(tp_client *c, const uint8_t *msg, size_t total) __attribute__((warn_unused_result));
+/* A whole Parse message that would make the client's named statements more
+ * than its pool's max_client_prepared_statements (a new name while it has
+ * that many already; 0 = no limit): the Parse must be refused with
+ * prepared_send_refusal. The first refusal of each client is logged. */
+bool prepared_parse_refused(tp_client *c, const uint8_t *msg, size_t total);
+/* The client's ErrorResponse (53400) for a refused Parse. */
+void prepared_send_refusal(tp_client *c);
 /* SQL "DEALLOCATE name" of one of the client's protocol-level statements:
  * sent as a DEALLOCATE of its server name. 1 when done, 0 when `name` is not
  * one of them, -1 on failure. */

@@ -118,6 +118,8 @@ static void check_pool_defaults(const config_pool *p)
     ck_assert_ptr_null(p->on_connect);
     ck_assert_int_eq(p->echo, CONFIG_ECHO_OFF);
     ck_assert_int_eq(p->echo_pool, CONFIG_ECHO_OFF);
+    ck_assert_int_eq(p->max_prepared_statements, 200);
+    ck_assert_int_eq(p->max_client_prepared_statements, 10000);
     ck_assert_uint_eq(p->n_allowed_users, 0);
 }
 
@@ -212,6 +214,7 @@ START_TEST(test_every_pool_key)
                                    "on_connect = SET search_path TO app, public\n"
                                    "echo = debug\n"
                                    "echo_pool = true\n"
+                                   "max_client_prepared_statements = 0\n"
                                    "pool_logging_name = p-log\n"));
     const config_pool *p = &cfg->pools[0];
     ck_assert_int_eq(p->pool_mode, CONFIG_POOL_MODE_SESSION);
@@ -228,6 +231,7 @@ START_TEST(test_every_pool_key)
     ck_assert_str_eq(p->on_connect, "SET search_path TO app, public");
     ck_assert_int_eq(p->echo, CONFIG_ECHO_DEBUG);
     ck_assert_int_eq(p->echo_pool, CONFIG_ECHO_ON);
+    ck_assert_int_eq(p->max_client_prepared_statements, 0);
     ck_assert_str_eq(p->pool_logging_name, "p-log");
     config_free(cfg);
 }
@@ -667,6 +671,9 @@ static const struct {
     {"isolation_level", "READ", "expected READ COMMITTED, REPEATABLE READ, SERIALIZABLE or READ UNCOMMITTED, or nothing for the server's default, got 'READ'"},
     {"isolation_level", "READ COMMITTED SERIALIZABLE REPEATABLE READ", "expected READ COMMITTED, REPEATABLE READ, SERIALIZABLE or READ UNCOMMITTED, or nothing for the server's default, got 'READ COMMITTED SERIALIZABLE REPEATABLE READ'"},
     {"pool_logging_name", "", "expected a name that is not empty, got ''"},
+    {"max_client_prepared_statements", "-1", "expected an integer >= 0 (0 = no limit), got '-1'"},
+    {"max_client_prepared_statements", "lots", "expected an integer >= 0 (0 = no limit), got 'lots'"},
+    {"max_client_prepared_statements", "99999999999", "expected an integer >= 0 (0 = no limit), got '99999999999' (out of range)"},
 };
 
 START_TEST(test_bad_pool_value)
@@ -1391,6 +1398,7 @@ static void check_example(const config *cfg)
     ck_assert(p->pool_recycle == -1.0);
     ck_assert(!p->pool_pre_ping && !p->pool_use_lifo && !p->read_only && !p->deferrable);
     ck_assert_int_eq(p->pool_reset_on_return, CONFIG_RESET_ROLLBACK);
+    ck_assert_int_eq(p->max_client_prepared_statements, 10000);
     ck_assert_ptr_null(p->on_connect);
     ck_assert_int_eq(p->echo_pool, CONFIG_ECHO_OFF);
 }

@@ -99,6 +99,7 @@ START_TEST(test_new_backends_keys)
         "pool_reset_on_return = commit",
         "pool_logging_name = x",
         "max_prepared_statements = 0",
+        "max_client_prepared_statements = 5",
     };
     config *o = load(BASE POOL_A);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
