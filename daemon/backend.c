@@ -328,7 +328,7 @@ void backend_after_relayed_ready(tp_backend *b)
         b->client->reset_pending = false;
         if (b->client->reset_all_sent) client_on_session_reset(b->client);
     }
-    if (b->client && b->pending_syncs == 0) b->client->reset_all_sent = false; /* one that failed */
+    if (b->client && b->pending_syncs == 0) b->client->reset_all_sent = false; /* done, or it failed */
     if (b->client) client_on_ready(b->client);
 }
 
