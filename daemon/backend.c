@@ -320,6 +320,18 @@ void backend_forget_unreported_params(tp_backend *b)
     }
 }
 
+void backend_after_relayed_ready(tp_backend *b)
+{
+    if (b->client && b->client->echo) echo_backend_message(b->client, 'Z', NULL);
+    if (b->client && b->client->pending_set_name) client_on_set_done(b->client, NULL);
+    if (b->client && b->client->reset_pending) {
+        b->client->reset_pending = false;
+        if (b->client->reset_all_sent) client_on_session_reset(b->client);
+    }
+    if (b->client && b->pending_syncs == 0) b->client->reset_all_sent = false; /* done, or it failed */
+    if (b->client) client_on_ready(b->client);
+}
+
 /* Act on a whole message of one of the types tidepool looks at. */
 static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *raw)
 {
@@ -338,19 +350,16 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
             if (b->pending_syncs == 0) finish_internal_query(b);
             return 0;
         }
+        /* After a RESET: the client's startup values are set again first. */
+        if (relaying(b) && b->client->reset_pending && client_restore_after_reset(b->client, b)) return 0;
         if (forward(b, raw, m->total_len) < 0) return 0;
-        if (b->client && b->client->echo) echo_backend_message(b->client, 'Z', NULL);
-        if (b->client && b->client->pending_set_name) client_on_set_done(b->client, NULL);
-        if (b->client && b->client->reset_pending) {
-            b->client->reset_pending = false;
-            client_on_session_reset(b->client);
-        }
-        if (b->client) client_on_ready(b->client);
+        backend_after_relayed_ready(b);
         return 0;
     case 'S': {
         const char *name, *value;
         if (proto_parse_param_status(m, &name, &value) != PROTO_COMPLETE) return -1;
         if (params_set(&b->params, name, value) < 0) return -1;
+        if (relaying(b) && b->client->reset_pending && client_holds_reset_status(b->client, name)) return 0;
         /* A change the client made (SET application_name …) is now its own. */
         if (relaying(b) && client_param_set(b->client, name, value) < 0) return -1;
         forward(b, raw, m->total_len);

@@ -154,6 +154,10 @@ size_t backend_out_queue(const tp_backend *b);
 /* Settings PostgreSQL does not report changed (SET/RESET/DISCARD): mark
  * their recorded values unknown so the next sync sets or resets them. */
 void backend_forget_unreported_params(tp_backend *b);
+/* The client was sent b's ReadyForQuery (relayed, or held back and sent
+ * later): finish what it ends (a pending SET, a RESET) and let the client
+ * carry on, or give b back. */
+void backend_after_relayed_ready(tp_backend *b);
 /* Forward a CancelRequest to PostgreSQL for the query b (lent) runs: PQcancel
  * on the thread pool. Until it is over, b goes back to no pool and is not
  * freed (see backend_cancel.c). 0, or a negative error (nothing started). */

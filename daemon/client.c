@@ -431,7 +431,7 @@ static int process_startup(tp_client *c)
 
 /* ---- relay ---- */
 
-static const tp_params *startup_params(const tp_client *c)
+const tp_params *client_startup_params(const tp_client *c)
 {
     return c->startup ? c->startup : &c->params;
 }
@@ -502,7 +502,7 @@ static void note_session_effects(tp_client *c, uint8_t type, const uint8_t *p, s
          * client's own; its startup value, if any, is set again at the next
          * sync. */
         if (!client_param_is_reported(name)) {
-            if (client_param_set(c, name, params_get(startup_params(c), name)) < 0) {
+            if (client_param_set(c, name, params_get(client_startup_params(c), name)) < 0) {
                 client_fatal(c, "53200", "out of memory");
                 return;
             }
@@ -544,6 +544,9 @@ void client_on_set_done(tp_client *c, tp_backend *b)
 void client_apply_session_effects(tp_client *c, unsigned f)
 {
     if (!f) return;
+    /* Every setting goes back (else only the one a RESET x names, which
+     * note_session_effects took care of). */
+    if (f & (PROTO_SQL_DISCARD_ALL | PROTO_SQL_RESET_ALL)) c->reset_all_sent = true;
     unsigned pins = c->pins;
     if (f & PROTO_SQL_DISCARD_ALL) pins = 0;
     if (f & PROTO_SQL_RESET_ALL) pins &= ~(unsigned)PROTO_SQL_SET;
@@ -582,7 +585,7 @@ static inline void count_message(tp_client *c, tp_backend *b, uint8_t type)
 /* Forward what is buffered to the linked backend, framing messages. */
 void client_process_input(tp_client *c)
 {
-    while (c->state == CLIENT_ACTIVE && tp_buf_size(&c->in) > 0 && !c->backend_full) {
+    while (c->state == CLIENT_ACTIVE && tp_buf_size(&c->in) > 0 && !c->backend_full && !c->restoring) {
         tp_backend *b = c->backend;
         const uint8_t *p = tp_buf_head(&c->in);
         size_t avail = tp_buf_size(&c->in);
@@ -880,8 +883,11 @@ void client_on_session_reset(tp_client *c)
         else
             i++;
     }
+    /* Reported ones are as the backend reported them (client_reset.c told
+     * the client): only the others are taken from the startup set. */
     for (size_t i = 0; i < c->startup->count; i++)
-        if (params_set(&c->params, c->startup->items[i].name, c->startup->items[i].value) < 0) {
+        if (!(c->startup->items[i].kind & PARAM_REPORTED) &&
+            params_set(&c->params, c->startup->items[i].name, c->startup->items[i].value) < 0) {
             client_fatal(c, "53200", "out of memory");
             return;
         }

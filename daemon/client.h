@@ -85,6 +85,11 @@ typedef struct tp_client {
     bool stmts_limit_logged : 1; /* a Parse of its was refused by
                                     max_client_prepared_statements (logged once) */
     bool reset_pending : 1;      /* RESET/DISCARD ALL ran: restore startup params at ReadyForQuery */
+    bool reset_all_sent : 1;     /* a RESET ALL or DISCARD ALL of its is on the way
+                                    (transaction mode): at its ReadyForQuery its
+                                    parameters are its startup ones again */
+    bool restoring : 1;          /* its startup values are being set again after a RESET
+                                    (client_reset.c): its input waits */
     bool txn_pooling : 1;        /* its pool lends per transaction: the pool's pool_mode
                                     when it logged in (a reload changes it for new
                                     clients only) */
@@ -113,7 +118,7 @@ void client_on_ready(tp_client *c);
  * ReadyForQuery 'I' answered its last message, nothing of it is pending or
  * buffered. (A shutdown closes such a client at once.) */
 bool client_is_idle_on_backend(const tp_client *c);
-/* The client ran RESET or DISCARD ALL: its parameters are its startup ones again. */
+/* The client ran RESET ALL or DISCARD ALL: its parameters are its startup ones again. */
 void client_on_session_reset(tp_client *c);
 /* Statements with these PROTO_SQL_* session effects are being run: pin or
  * unpin the client (transaction mode). */

@@ -35,6 +35,19 @@ bool client_param_is_reported(const char *name);
 /* Change one of the client's parameters (value NULL: remove it); its startup
  * parameters are kept apart first. -1 when out of memory. */
 int client_param_set(tp_client *c, const char *name, const char *value) __attribute__((warn_unused_result));
+/* Its startup parameters, as it sent them (client.c). */
+const tp_params *client_startup_params(const tp_client *c);
+/* Append `s` as a SQL string literal (q '\'') or quoted identifier (q '"'). */
+void client_append_quoted(proto_buf *b, const char *s, char q);
+/* A RESET or DISCARD ALL of the client's reached its ReadyForQuery on b
+ * (client_reset.c): set its startup values again before the ReadyForQuery
+ * goes to it (true: b's caller sends nothing; it is sent when they are set),
+ * or false when that cannot be done now (its next statement is queued, its
+ * transaction failed) or nothing is to be set: the caller relays it. */
+bool client_restore_after_reset(tp_client *c, tp_backend *b);
+/* A ParameterStatus for `name` after the client's RESET: held back, as the
+ * value is set again before the ReadyForQuery (client_reset.c). */
+bool client_holds_reset_status(const tp_client *c, const char *name);
 /* Relay input to the backend after linking (client.c). */
 void client_process_input(tp_client *c);
 /* Act on what is buffered, in whatever state the client is (the admin

@@ -121,8 +121,7 @@ void client_login(tp_client *c)
     pools_checkout(p, c);
 }
 
-/* Append `s` as a SQL string literal, or as a quoted identifier. */
-static void append_quoted(proto_buf *b, const char *s, char q)
+void client_append_quoted(proto_buf *b, const char *s, char q)
 {
     proto_buf_append(b, &q, 1);
     for (; *s; s++) {
@@ -226,9 +225,9 @@ static void append_set_config(proto_buf *sql, int *sets, const char *name, const
 {
     proto_buf_append(sql, *sets == 0 ? "SELECT " : ", ", *sets == 0 ? 7 : 2);
     proto_buf_append(sql, "pg_catalog.set_config(", 22);
-    append_quoted(sql, name, '\'');
+    client_append_quoted(sql, name, '\'');
     proto_buf_append(sql, ", ", 2);
-    append_quoted(sql, value, '\'');
+    client_append_quoted(sql, value, '\'');
     proto_buf_append(sql, ", false)", 8);
     (*sets)++;
 }
@@ -294,7 +293,7 @@ void client_sync_params(tp_client *c)
         const tp_param *bp = &b->params.items[i];
         if (!wants_reset(c, bp)) continue;
         proto_buf_append(&sql, sets + resets == 0 ? "RESET " : "; RESET ", sets + resets == 0 ? 6 : 8);
-        append_quoted(&sql, bp->name, '"');
+        client_append_quoted(&sql, bp->name, '"');
         resets++;
     }
     proto_buf_append(&sql, "", 1);
