@@ -127,11 +127,23 @@ void client_flush(tp_client *c)
 }
 
 #define CLIENT_FLUSH_NOW (256 * 1024)
+/* A piece this large with nothing batched before it (a large row streamed
+ * from the backend, 64 KiB per read) is written from where it is rather
+ * than copied into c->out first: only what the socket does not take is
+ * copied (client_write_raw). */
+#define CLIENT_WRITE_DIRECT (16 * 1024)
 
 int client_send(tp_client *c, const void *data, size_t len)
 {
     if (c->state == CLIENT_CLOSING) return -1;
     if (c->pool) c->pool->stats.bytes_sent += len;
+    if (len >= CLIENT_WRITE_DIRECT && tp_buf_size(&c->out) == 0) {
+        if (write_now(c, data, len) < 0) {
+            client_close(c);
+            return -1;
+        }
+        return c->state == CLIENT_CLOSING ? -1 : 0;
+    }
     if (tp_buf_append(&c->out, data, len) < 0) {
         client_close(c);
         return -1;

@@ -19,8 +19,10 @@ shared:
 
 import asyncio
 import contextlib
+import hashlib
 import io
 import os
+import socket
 import sys
 import threading
 import time
@@ -446,6 +448,82 @@ class SimpleQueryTests(h.TestCase):
             self.assertEqual(cm.exception.sqlstate, "22012")
             self.assertEqual(c.status, "I")
             self.assertEqual(c.prepared("SELECT 10/$1::int", ("5",)).rows, [("2",)])
+
+
+class LargeResultTests(h.TestCase):
+    """Rows of megabytes are streamed through, not buffered: each must reach
+    its client whole and in order, whether the client reads fast or slowly
+    (then tidepool queues what the socket does not take and stops reading
+    the backend until it drains)."""
+
+    QUERY = ("SELECT i, md5(r), r FROM (SELECT i, repeat(md5(i::text || %s), 32768) AS r"
+             " FROM generate_series(1, 6) AS i) AS s ORDER BY i")  # 6 rows of 1 MiB
+
+    def test_large_rows_reach_concurrent_clients_whole(self):
+        errors = []
+
+        def run(tag):
+            try:
+                with contextlib.closing(tp.connect(dbname="shared")) as conn, conn.cursor() as cur:
+                    for rnd in range(3):
+                        cur.execute(self.QUERY, (f"{tag}-{rnd}",))
+                        rows = cur.fetchall()
+                        if [r[0] for r in rows] != list(range(1, 7)):
+                            errors.append((tag, "order", [r[0] for r in rows]))
+                        for i, digest, value in rows:
+                            if len(value) != 1 << 20 or hashlib.md5(value.encode()).hexdigest() != digest:
+                                errors.append((tag, "row", i, len(value)))
+                        cur.execute("SELECT %s::text", (tag,))
+                        if cur.fetchone() != (tag,):
+                            errors.append((tag, "small query"))
+                        conn.commit()
+            except Exception as e:  # reported below
+                errors.append((tag, repr(e)))
+
+        threads = [threading.Thread(target=run, args=(f"t{n}",)) for n in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        self.assertFalse(any(t.is_alive() for t in threads), "a client is stuck")
+        self.assertEqual(errors, [])
+
+    def test_a_slow_reader_gets_a_16_mib_row_whole(self):
+        with tp.raw(dbname="shared") as slow:
+            slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            slow.send(b"Q", b"SELECT md5(r), r FROM (SELECT repeat(md5('slow'), 524288) AS r) AS s\0")
+            data = bytearray()
+            while not data.endswith(b"Z\x00\x00\x00\x05I"):
+                chunk = slow.sock.recv(32768)
+                self.assertTrue(chunk, "tidepool closed the connection")
+                data += chunk
+                time.sleep(0.001)
+            slow.buf = bytes(data)
+            rows = slow.results(slow.read_until_ready())[-1].rows
+            self.assertEqual(len(rows), 1)
+            digest, value = rows[0]
+            self.assertEqual(len(value), 16 << 20)
+            self.assertEqual(hashlib.md5(value.encode()).hexdigest(), digest)
+            self.assertEqual(slow.fetch("SELECT 'after'"), [("after",)])
+
+    def test_others_are_served_while_a_client_reads_slowly(self):
+        with tp.raw(dbname="shared") as slow, tp.raw(dbname="shared") as other:
+            slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+            slow.send(b"Q", b"SELECT repeat('s', 8388608)\0")
+            first = slow.sock.recv(1024)
+            self.assertTrue(first)
+            # The slow client holds one backend, unread megabytes queued; the
+            # other backend serves the other client at once.
+            started = time.monotonic()
+            self.assertEqual(other.fetch("SELECT 'quick'"), [("quick",)])
+            self.assertLess(time.monotonic() - started, 2)
+            data = bytearray(first)
+            while not data.endswith(b"Z\x00\x00\x00\x05I"):
+                chunk = slow.sock.recv(65536)
+                self.assertTrue(chunk)
+                data += chunk
+            slow.buf = bytes(data)
+            self.assertEqual(slow.results(slow.read_until_ready())[-1].rows, [("s" * 8388608,)])
 
 
 class DriverTests(h.TestCase):
