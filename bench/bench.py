@@ -894,6 +894,9 @@ def report(s, started, elapsed, cmdline, mach):
     row("S6 rows of 1 MiB, 4 clients", "MiB/s", tps_cell("S6 1MiB", D), tps_cell("S6 1MiB", B),
         tps_cell("S6 1MiB", N), ratio(n, b), ratio(n, d), digits=0)
     R["s6_1"] = ratio(n, d)
+    cb, cn = (s.cpu_per_txn_us("S6 1MiB", t) for t in (B, N))
+    cb, cn = (None if v is None else v / 1000 for v in (cb, cn))  # one transaction = 1 MiB
+    row("S6 rows of 1 MiB, 4 clients", "pooler CPU ms / MiB", "-", cb, cn, ratio(cn, cb), "-", digits=2)
     d, b, n = (s.med("S6 40MiB", t, "lat_avg_ms") for t in (D, B, N))
     mbs = {t: (40 / (v / 1000) if v else None) for t, v in zip((D, B, N), (d, b, n))}
     def mbs_cell(t):
@@ -904,6 +907,9 @@ def report(s, started, elapsed, cmdline, mach):
     row("S6 one 40 MiB result, 1 client", "MiB/s", mbs_cell(D), mbs_cell(B), mbs_cell(N),
         ratio(mbs[N], mbs[B]), ratio(mbs[N], mbs[D]))
     R["s6_40"] = ratio(mbs[N], mbs[D])
+    cb, cn = (s.cpu_per_txn_us("S6 40MiB", t) for t in (B, N))
+    cb, cn = (None if v is None else v / 1000 / 40 for v in (cb, cn))
+    row("S6 one 40 MiB result, 1 client", "pooler CPU ms / MiB", "-", cb, cn, ratio(cn, cb), "-", digits=2)
     grow = {}
     for t in (B, N):
         i, p = s.results.get(f"s6_idle_rss_{t}"), s.results.get(f"s6_peak_rss_{t}")
