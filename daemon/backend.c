@@ -392,6 +392,11 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
             /* ParameterStatus of the reset follows; the client's own values
              * are put back after them, at ReadyForQuery. */
             if (strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0) b->client->reset_pending = true;
+            if (b->client->set_default_sent && strcmp(tag, "SET") == 0) {
+                b->client->reset_pending = true; /* SET x TO DEFAULT */
+                b->session_reset = true;
+            }
+            b->client->set_default_sent = false;
             if (strcmp(tag, "DISCARD ALL") == 0 || strcmp(tag, "DEALLOCATE ALL") == 0)
                 prepared_client_dropped_all(b->client, b);
             /* What on_connect set may be gone with it (reset.c runs it again). */

@@ -499,6 +499,20 @@ static void set_pins(tp_client *c, unsigned pins)
     c->pins = pins;
 }
 
+/* Session mode: a Query "SET x TO DEFAULT" goes back to x's startup value,
+ * as a RESET x does (client_reset.c, at its "SET"). Transaction mode sees it
+ * in note_session_effects. */
+static void note_set_default(tp_client *c, const uint8_t *p, size_t total)
+{
+    proto_msg m;
+    const char *sql = NULL;
+    char name[128];
+    if (proto_read_msg(p, total, MAX_CLIENT_MSG, &m, NULL, NULL) != PROTO_COMPLETE ||
+        proto_parse_cstring(&m, &sql) != PROTO_COMPLETE)
+        return;
+    if (proto_sql_reset_name(sql, strlen(sql), name, sizeof name)) c->set_default_sent = true;
+}
+
 /* Session state the statement creates keeps the client on its backend
  * (pins it) until the state is gone; nothing of it reaches other clients. */
 static void note_session_effects(tp_client *c, uint8_t type, const uint8_t *p, size_t total)
@@ -521,6 +535,7 @@ static void note_session_effects(tp_client *c, uint8_t type, const uint8_t *p, s
             params_remove(&c->backend->params, name);
         }
         c->backend->session_reset = true; /* on_connect's value of it is gone too */
+        c->set_default_sent = true;
         return;
     }
     char value[512];
@@ -621,6 +636,8 @@ void client_process_input(tp_client *c)
                 return;
             }
             bool tracked = transaction_mode(c);
+            if (type == 'Q' && !tracked && avail >= total && total > 5 && (p[5] | 0x20) == 's')
+                note_set_default(c, p, total);
             bool echo = c->pool->cfg.echo != CONFIG_ECHO_OFF;
             bool statement = type == 'Q' || type == 'P';
             if ((statement && tracked) || (echo && echo_wants_whole(type))) {

@@ -88,6 +88,8 @@ typedef struct tp_client {
     bool reset_all_sent : 1;     /* a RESET ALL or DISCARD ALL of its is on the way
                                     (transaction mode): at its ReadyForQuery its
                                     parameters are its startup ones again */
+    bool set_default_sent : 1;   /* its Query is a RESET x or SET x TO DEFAULT: a "SET"
+                                    that completes it is a reset too (reset_pending) */
     bool restoring : 1;          /* its startup values are being set again after a RESET
                                     (client_reset.c): its input waits */
     bool txn_pooling : 1;        /* its pool lends per transaction: the pool's pool_mode

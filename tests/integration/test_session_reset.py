@@ -17,6 +17,7 @@ be equal. The scenarios, each with RESET ALL, RESET of each setting, and
   brings back the SET values);
 - a session-mode pool;
 - a transaction-mode client pinned by LISTEN (which DISCARD ALL ends).
+SET x TO DEFAULT (and = DEFAULT) is one more reset.
 Every pool has one backend, so a reset backend is the one the next
 statement runs on.
 """
@@ -37,7 +38,7 @@ CHANGE = ("SET work_mem = '16MB'", "SET application_name = 'other'",
           "SET DateStyle = 'ISO, MDY'", "SET search_path = public")
 SHOWS = ("SHOW work_mem", "SHOW application_name", "SHOW DateStyle", "SHOW search_path")
 RESET_EACH = "RESET work_mem; RESET application_name; RESET DateStyle; RESET search_path"
-RESETS = ("RESET ALL", "RESET work_mem", RESET_EACH, "DISCARD ALL")
+RESETS = ("RESET ALL", "RESET work_mem", RESET_EACH, "SET work_mem TO DEFAULT", "SET DateStyle = DEFAULT", "DISCARD ALL")
 
 
 def setUpModule():
