@@ -18,7 +18,6 @@
  * again are held back too; the client is told the final values that differ
  * from what it was told last, as PostgreSQL tells it the reset ones. */
 #include <string.h>
-#include <strings.h>
 
 #include "daemon/backend.h"
 #include "daemon/client_internal.h"
@@ -43,11 +42,7 @@ bool client_holds_reset_status(const tp_client *c, const char *name)
 {
     tp_backend *b = c->backend;
     if (!b || b->pending_syncs != 1) return false; /* the reset's own ReadyForQuery is the next */
-    const tp_param *sp = NULL;
-    const tp_params *startup = client_startup_params(c);
-    for (size_t i = 0; i < startup->count && !sp; i++)
-        if (strcasecmp(startup->items[i].name, name) == 0) sp = &startup->items[i];
-    return sp && (sp->kind & PARAM_SETTABLE);
+    return params_is_settable(name) && params_get(client_startup_params(c), name);
 }
 
 /* Tell the client the values of its reported startup settings that differ
