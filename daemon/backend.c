@@ -389,18 +389,17 @@ static int on_whole_message(tp_backend *b, const proto_msg *m, const uint8_t *ra
             if (strcmp(tag, "SET") == 0 || strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0)
                 backend_forget_unreported_params(b);
             if (strcmp(tag, "SET") == 0) client_on_set_done(b->client, b);
-            /* ParameterStatus of the reset follows; the client's own values
+            /* A reset (RESET, DISCARD ALL, a "SET" that was SET x TO
+             * DEFAULT): its ParameterStatus follows; the client's own values
              * are put back after them, at ReadyForQuery. */
-            if (strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0) b->client->reset_pending = true;
-            if (b->client->set_default_sent && strcmp(tag, "SET") == 0) {
-                b->client->reset_pending = true; /* SET x TO DEFAULT */
-                b->session_reset = true;
-            }
+            bool reset = strcmp(tag, "RESET") == 0 || strcmp(tag, "DISCARD ALL") == 0 ||
+                         (b->client->set_default_sent && strcmp(tag, "SET") == 0);
             b->client->set_default_sent = false;
+            if (reset) b->client->reset_pending = true;
             if (strcmp(tag, "DISCARD ALL") == 0 || strcmp(tag, "DEALLOCATE ALL") == 0)
                 prepared_client_dropped_all(b->client, b);
             /* What on_connect set may be gone with it (reset.c runs it again). */
-            if (strcmp(tag, "RESET") == 0 || strncmp(tag, "DISCARD", 7) == 0) b->session_reset = true;
+            if (reset || strncmp(tag, "DISCARD", 7) == 0) b->session_reset = true;
         }
         forward(b, raw, m->total_len);
         return 0;
