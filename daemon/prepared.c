@@ -194,6 +194,16 @@ static void server_name(uint64_t hash, char out[24])
     snprintf(out, 24, "tp_%016llx", (unsigned long long)hash);
 }
 
+/* Send what pb holds (the message tidepool built) to b, free pb, and note
+ * that its answer is of `kind`. 0, or -1 on failure. */
+static int send_expecting(tp_backend *b, proto_buf *pb, uint8_t kind, uint64_t hash)
+{
+    int rc = pb->failed ? -1 : backend_send(b, pb->data, pb->len);
+    proto_buf_free(pb);
+    if (rc == 0) rc = expect_push(b, kind, hash);
+    return rc;
+}
+
 static int send_close(tp_backend *b, uint64_t hash)
 {
     char name[24];
@@ -201,10 +211,7 @@ static int send_close(tp_backend *b, uint64_t hash)
     proto_buf pb;
     proto_buf_init(&pb);
     proto_build_close(&pb, 'S', name);
-    int rc = pb.failed ? -1 : backend_send(b, pb.data, pb.len);
-    proto_buf_free(&pb);
-    if (rc == 0) rc = expect_push(b, SWALLOW_CLOSE, 0);
-    return rc;
+    return send_expecting(b, &pb, SWALLOW_CLOSE, 0);
 }
 
 /* Record hash as prepared on b, closing the least recently used statement
@@ -241,10 +248,7 @@ static int send_parse(tp_backend *b, const tp_stmt *st, uint8_t kind)
     proto_buf_put_str(&pb, name);
     proto_buf_put_bytes(&pb, st->rest->data, st->rest->len);
     proto_buf_end(&pb);
-    int rc = pb.failed ? -1 : backend_send(b, pb.data, pb.len);
-    proto_buf_free(&pb);
-    if (rc == 0) rc = expect_push(b, kind, st->hash);
-    return rc;
+    return send_expecting(b, &pb, kind, st->hash);
 }
 
 /* The statement must exist on b before a Bind or Describe uses it. */
@@ -313,10 +317,7 @@ static int send_refused_parse(tp_backend *b)
     proto_buf_init(&pb);
     proto_build_parse(&pb, "tp_refused", "tidepool refused this Parse (max_client_prepared_statements)", 0,
                       NULL);
-    int rc = pb.failed ? -1 : backend_send(b, pb.data, pb.len);
-    proto_buf_free(&pb);
-    if (rc == 0) rc = expect_push(b, REFUSED_PARSE, 0);
-    return rc;
+    return send_expecting(b, &pb, REFUSED_PARSE, 0);
 }
 
 /* The backend's error for a refused Parse: the client is sent its 53400
@@ -358,10 +359,7 @@ static int send_renamed(tp_backend *b, uint8_t type, const uint8_t *body, size_t
     proto_buf_put_str(&pb, name);
     proto_buf_put_bytes(&pb, body + at + old_len + 1, body_len - at - old_len - 1);
     proto_buf_end(&pb);
-    int rc = pb.failed ? -1 : backend_send(b, pb.data, pb.len);
-    proto_buf_free(&pb);
-    if (rc == 0) rc = expect_push(b, kind, 0);
-    return rc;
+    return send_expecting(b, &pb, kind, 0);
 }
 
 /* The client deallocates one of its statements: make sure the backend has
@@ -408,9 +406,7 @@ int prepared_client_message(tp_client *c, tp_backend *b, uint8_t type, const uin
             proto_buf pb;
             proto_buf_init(&pb);
             proto_build_parse(&pb, "", sql, 0, NULL);
-            rc = pb.failed ? -1 : backend_send(b, pb.data, pb.len);
-            proto_buf_free(&pb);
-            if (rc == 0) rc = expect_push(b, EXPECT_PARSE, 0);
+            rc = send_expecting(b, &pb, EXPECT_PARSE, 0);
             break;
         }
         if (over_client_limit(c, stmt)) {
@@ -499,9 +495,7 @@ int prepared_deallocate(tp_client *c, tp_backend *b, const char *name)
     proto_buf pb;
     proto_buf_init(&pb);
     proto_build_query(&pb, sql);
-    int rc = pb.failed ? -1 : backend_send(b, pb.data, pb.len);
-    proto_buf_free(&pb);
-    if (rc == 0) rc = expect_push(b, EXPECT_QUERY, 0);
+    int rc = send_expecting(b, &pb, EXPECT_QUERY, 0);
     return rc < 0 ? -1 : 1;
 }
 
